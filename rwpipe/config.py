@@ -1,0 +1,172 @@
+"""The params.yaml contract: one frozen dataclass per section, loaded strictly.
+
+`load_section(path, "rollout", RolloutConfig)` rejects a missing section, an unknown key (and
+lists the allowed ones), a value of the wrong type and a choice outside its `Literal`, each
+with one line naming the file and the key. Defaults here are the embedded CPU profile; the
+shipped params.yaml spells every value out so that `dvc params diff` shows them all.
+"""
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from rwpipe.errors import ConfigError
+
+T = TypeVar("T")
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # the directory under data/models/ (dvc.yaml uses it)
+    # A built-in alias (smollm2-135m-instruct), a local transformers directory, or a hub id.
+    source: str = "smollm2-135m-instruct"
+    revision: str | None = None  # hub revision; ignored for local sources
+    # Weights as saved. auto: the source's dtype, float32 for a dequantised GGUF.
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ValueError(f"name must be a plain directory name, got {self.name!r}")
+
+
+SyntheticKind = Literal["add", "mul", "sub", "add3", "word", "chain"]
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    # Task families, easiest first (see rwpipe.problems.synthetic for each one's definition).
+    kinds: tuple[SyntheticKind, ...] = ("add", "mul", "sub", "add3", "word", "chain")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    # Where problems come from: "synthetic", a .json/.jsonl/.parquet file or directory
+    # (GSM8K, MATH or generic question/answer rows), or "hf:<dataset>[:<config>]" (online).
+    train: str = "synthetic"
+    eval: str = "synthetic"
+    format: Literal["auto", "gsm8k", "math", "generic"] = "auto"
+    hf_train_split: str = "train"  # split names used for hub datasets
+    hf_eval_split: str = "test"
+    n_train: int = 256  # rows kept (or generated) per split; 0 keeps all rows of a file
+    n_eval: int = 64
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.n_train < 0 or self.n_eval < 0:
+            raise ValueError("n_train and n_eval must be >= 0")
+
+
+SECTIONS: dict[str, type] = {
+    "base": BaseConfig,
+    "model": ModelConfig,
+    "prepare": PrepareConfig,
+}
+
+# ----------------------------------------------------------------------------------------------
+# Strict loading
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """Parse a params.yaml file into a mapping of sections."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such params file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_section(path: str | Path, section: str, cls: type[T] | None = None) -> T:
+    """Load one params.yaml section into its dataclass, strictly.
+
+    Args:
+        path: the params file.
+        section: the section name (also the stage name).
+        cls: the dataclass; defaults to `SECTIONS[section]`.
+
+    Raises:
+        ConfigError: one line naming the file, the key and the problem.
+    """
+    cls = cls or SECTIONS[section]
+    data = read_params(path)
+    if section not in data:
+        raise ConfigError(f"{path}: missing section '{section}'")
+    return build(cls, data[section], f"{path}: {section}")
+
+
+def build(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass `cls` from a mapping, checking keys and types recursively."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(fields))})"
+        )
+    values = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(map(str, args))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {_name(value)}")
+        item = args[0]
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        # bool is a subclass of int: reject `n: true` for an int field.
+        if not isinstance(value, tp) or (tp is not bool and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {_name(value)} {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")  # a bug in this module
+
+
+def _name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,90 @@
+"""Arrow schemas of every rwpipe artifact: the contract between stages.
+
+Each artifact has a schema, a key (columns whose values are unique per row) and value checks,
+all declared here and enforced by `rwpipe.artifacts` on every write and every read.
+Bump `SCHEMA_VERSION` when a schema changes in a way old files cannot be cast to.
+"""
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+# Versions this code can still read (cast to the current schema without loss).
+SUPPORTED_VERSIONS = (1,)
+
+SPLITS = ("train", "eval")
+VERDICTS = ("correct", "incorrect", "unverified")
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """What an artifact must look like.
+
+    Attributes:
+        schema: the Arrow schema files are cast to (nullability enforced by the cast).
+        key: columns that identify a row; their combination is unique.
+        choices: column -> allowed string values.
+        ranges: column -> inclusive (low, high) bounds; list columns are checked element-wise.
+        non_empty: string columns that may not be "" (after stripping whitespace).
+    """
+
+    schema: pa.Schema
+    key: tuple[str, ...]
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    non_empty: tuple[str, ...] = ()
+
+
+PROBLEMS = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("split", pa.string()),  # train | eval
+            _f("source", pa.string()),  # synthetic, gsm8k, math, a file stem or a hub id
+            _f("question", pa.string()),
+            _f("answer", pa.string(), nullable=True),  # normalised gold final answer
+            _f("solution", pa.string(), nullable=True),  # reference worked solution, if any
+            _f("category", pa.string(), nullable=True),  # task family or MATH subject
+            _f("level", pa.int32(), nullable=True),  # difficulty, 1 = easiest
+        ]
+    ),
+    key=("problem_id",),
+    choices={"split": SPLITS},
+    ranges={"level": (0, None)},
+    non_empty=("problem_id", "question"),
+)
+
+ROLLOUTS = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("sample_idx", pa.int32()),
+            _f("split", pa.string()),
+            _f("prompt", pa.string()),  # the prompt exactly as sent (chat template applied)
+            _f("completion", pa.string()),
+            _f("token_ids", pa.list_(pa.int32())),
+            _f("logprobs", pa.list_(pa.float32())),  # of each sampled token
+            _f("finish_reason", pa.string()),  # stop | length
+            _f("num_tokens", pa.int32()),
+            _f("steps", pa.list_(pa.string())),  # rwpipe.steps.split_steps(completion)
+            _f("pred", pa.string(), nullable=True),  # extracted final answer
+            _f("gold", pa.string(), nullable=True),
+            _f("verdict", pa.string()),  # correct | incorrect | unverified
+            _f("seed", pa.int64()),
+        ]
+    ),
+    key=("problem_id", "sample_idx"),
+    choices={"split": SPLITS, "finish_reason": ("stop", "length"), "verdict": VERDICTS},
+    ranges={"sample_idx": (0, None), "num_tokens": (0, None), "logprobs": (None, 0.0)},
+    non_empty=("problem_id",),
+)
+
+SPECS: dict[str, ArtifactSpec] = {
+    "problems": PROBLEMS,
+    "rollouts": ROLLOUTS,
+}

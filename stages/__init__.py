@@ -1,0 +1,1 @@
+"""rwpipe's command-line layer: one thin typer command per DVC stage."""

@@ -1,0 +1,45 @@
+"""The `rwpipe` command: registers one typer command per DVC stage.
+
+Stage modules import only light libraries at module level, so `rwpipe --help` and
+`rwpipe <stage> --help` work without torch or vllm.
+"""
+
+import sys
+
+import typer
+from rich.text import Text
+
+from rwpipe.errors import RwpipeError
+from stages.model import model
+from stages.prepare import prepare
+from stages.report import console
+
+app = typer.Typer(
+    name="rwpipe",
+    help="Reward-model research pipeline: model, prepare, rollout, annotate, train, rl, eval.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(model)
+app.command()(prepare)
+
+
+def main() -> None:
+    """Console entry point: known errors become one line on stderr and exit code 1.
+
+    Typer's standalone mode handles usage errors (exit 2) and Ctrl-C itself and lets every
+    other exception through; rwpipe's own errors are caught here, anything else is a bug and
+    keeps its traceback.
+    """
+    try:
+        app()
+    except RwpipeError as exc:
+        # One line, no markup parsing: messages quote user data that may contain "[...]".
+        message = Text.assemble(("error: ", "bold red"), " ".join(str(exc).split()))
+        console.print(message, soft_wrap=True, highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

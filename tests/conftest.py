@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests run offline: the hub variables are set before anything imports
+huggingface_hub, which reads them at import time."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def write_params(tmp_path):
+    """Write a params.yaml: the shipped one with `overrides` merged in per section."""
+
+    def _write(overrides: dict | None = None, name: str = "params.yaml") -> Path:
+        data = yaml.safe_load((ROOT / "params.yaml").read_text())
+        for section, values in (overrides or {}).items():
+            if isinstance(values, dict) and isinstance(data.get(section), dict):
+                data[section] = {**data[section], **values}
+            else:
+                data[section] = values
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+    return _write
