@@ -14,7 +14,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
 SPLITS = ("train", "eval")
-VERDICTS = ("correct", "incorrect", "unverified")
+VERDICTS = ("correct", "incorrect", "unverified", "unverifiable")
 
 
 def _f(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
@@ -74,7 +74,7 @@ ROLLOUTS = ArtifactSpec(
             _f("steps", pa.list_(pa.string())),  # rwpipe.steps.split_steps(completion)
             _f("pred", pa.string(), nullable=True),  # extracted final answer
             _f("gold", pa.string(), nullable=True),
-            _f("verdict", pa.string()),  # correct | incorrect | unverified
+            _f("verdict", pa.string()),  # rwpipe.verify: correct|incorrect|unverified|unverifiable
             _f("seed", pa.int64()),
         ]
     ),
