@@ -228,3 +228,89 @@ def artifact_metadata(table: pa.Table) -> dict[str, Any]:
         "config": json.loads(meta.get(META_CONFIG, b"{}")),
         "stats": json.loads(meta.get(META_STATS, b"{}")),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# Resumable output in shards
+
+
+class ShardStore:
+    """Partial results of a long stage, kept beside its output so a killed run can resume.
+
+    Shards live in `<out>.parts/` as `shard-<index>.arrow`, each validated and written
+    atomically, plus `fingerprint.json`: what produced them (config, inputs). A run with the same
+    fingerprint skips the shards already there; a different fingerprint starts over.
+    `finish()` concatenates the shards in index order into the output artifact and removes the
+    directory, so an interrupted and an uninterrupted run end with the same rows.
+    """
+
+    def __init__(self, out: str | os.PathLike, name: str, fingerprint: Mapping[str, Any]) -> None:
+        self.out, self.name = Path(out), name
+        self.dir = self.out.with_name(self.out.name + ".parts")
+        self.fingerprint = json.loads(json.dumps(dict(fingerprint), sort_keys=True, default=str))
+        stamp = self.dir / "fingerprint.json"
+        if self.dir.exists():
+            try:
+                same = json.loads(stamp.read_text()) == self.fingerprint
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                shutil.rmtree(self.dir)
+        if not self.dir.exists():
+            self.dir.mkdir(parents=True)
+            write_json(self.fingerprint, stamp)
+
+    def _path(self, index: int) -> Path:
+        return self.dir / f"shard-{index:06d}.arrow"
+
+    def done(self) -> set[int]:
+        """Indices of the shards already written."""
+        return {int(p.stem.split("-")[1]) for p in self.dir.glob("shard-*.arrow")}
+
+    def write(self, index: int, table: pa.Table, stats: Mapping[str, Any] | None = None) -> None:
+        """Validate and atomically write shard `index`."""
+        write_artifact(table, self._path(index), self.name, stats=stats)
+
+    def read(self, index: int) -> pa.Table:
+        return read_artifact(self._path(index), self.name)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """The stats each shard was written with, in index order."""
+        return [artifact_metadata(self.read(i))["stats"] for i in sorted(self.done())]
+
+    def finish(self, num_shards: int, **write_kwargs: Any) -> pa.Table:
+        """Write the output artifact from shards 0..num_shards-1 and remove the parts directory.
+
+        Raises:
+            ArtifactError: a shard is missing (a bug in the caller's loop).
+        """
+        missing = sorted(set(range(num_shards)) - self.done())
+        if missing:
+            raise ArtifactError(f"{self.dir}: shards {missing[:5]} missing, cannot finish")
+        parts = [self.read(i).replace_schema_metadata(None) for i in range(num_shards)]
+        schema = SPECS[self.name].schema
+        table = pa.concat_tables(parts) if parts else schema.empty_table()
+        table = write_artifact(table, self.out, self.name, **write_kwargs)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return table
+
+
+def path_digest(path: str | os.PathLike, full_bytes_below: int = 1 << 20) -> str:
+    """A digest of a file or directory for resume fingerprints.
+
+    Small files are hashed by content; large ones (model weights) by name, size and mtime,
+    which is enough to notice a re-materialised model without reading gigabytes.
+    """
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{st.st_size}".encode())
+        if st.st_size < full_bytes_below:
+            h.update(f.read_bytes())
+        else:
+            h.update(str(st.st_mtime_ns).encode())
+    return h.hexdigest()

@@ -27,6 +27,10 @@ T = TypeVar("T")
 class BaseConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
+    # What a reasoning step is, for every stage (rwpipe.steps): a blank line ends a step by
+    # default; `regex` uses step_pattern as the separator.
+    step_split: Literal["blank_line", "line", "regex"] = "blank_line"
+    step_pattern: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,61 @@ class PrepareConfig:
             raise ValueError("n_train and n_eval must be >= 0")
 
 
+@dataclass(frozen=True)
+class SamplingConfig:
+    n: int = 4  # samples per prompt
+    temperature: float = 0.8  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()  # extra stop strings (the model's end-of-turn always stops)
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_new_tokens < 1:
+            raise ValueError("n and max_new_tokens must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class VLLMConfig:
+    # Engine knobs passed to vllm.LLM; see README "Scaling out" for multi-GPU launches.
+    tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.85  # CUDA only; on CPU the KV cache is kv_cache_gib
+    kv_cache_gib: int = 2  # CPU KV cache size (VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = True  # CPU: torch.compile costs minutes at start and was slower here
+    max_model_len: int = 2048
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm where it imports, else hf
+    hf_batch_size: int = 64  # sequences per transformers generate() call
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    splits: tuple[Literal["train", "eval"], ...] = ("train", "eval")  # which problems to sample
+    system_prompt: str | None = None  # None: the chat template's default system turn
+    # The user turn; {question} is replaced by the problem.
+    prompt_template: str = "{question}"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    engine: GenerationConfig = field(default_factory=GenerationConfig)
+    shard_size: int = 32  # problems per resumable shard
+
+    def __post_init__(self) -> None:
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {question}")
+        if self.shard_size < 1 or not self.splits:
+            raise ValueError("shard_size must be >= 1 and splits non-empty")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "model": ModelConfig,
     "prepare": PrepareConfig,
+    "rollout": RolloutConfig,
 }
 
 # ----------------------------------------------------------------------------------------------

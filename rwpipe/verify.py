@@ -119,6 +119,46 @@ class _Worker:
         self.conn.close()
 
 
+class VerifierPool:
+    """Checker processes kept alive across calls (spawning one costs ~1-2 s of imports).
+
+    Use as a context manager; workers start on the first `check` and stop on exit.
+    """
+
+    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
+        self.workers, self.timeout_s = workers, timeout_s
+        self._ctx = mp.get_context("spawn")  # fork is unsafe once torch/vLLM threads exist
+        self._pool: list[_Worker] = []
+
+    def __enter__(self) -> "VerifierPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self._pool:
+            w.stop()
+        self._pool = []
+
+    def check(
+        self,
+        golds: Sequence[str | None],
+        completions: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Verdict]:
+        """Check every completion against its gold answer; see `verify_many`."""
+        if len(golds) != len(completions):
+            raise ValueError("golds and completions differ in length")
+        pending = deque(enumerate(zip(golds, completions, strict=True)))
+        results: list[Verdict | None] = [None] * len(golds)
+        while len(self._pool) < min(self.workers, len(pending)):
+            self._pool.append(_Worker(self._ctx))
+        while pending or any(w.index is not None for w in self._pool):
+            for w in self._pool:
+                if w.index is None and pending:
+                    w.submit(*pending.popleft(), self.timeout_s)
+            _collect(self._pool, results, self._ctx, progress)
+        return results  # type: ignore[return-value]
+
+
 def verify_many(
     golds: Sequence[str | None],
     completions: Sequence[str],
@@ -140,22 +180,8 @@ def verify_many(
     Returns:
         One verdict per item, in input order.
     """
-    if len(golds) != len(completions):
-        raise ValueError("golds and completions differ in length")
-    ctx = mp.get_context("spawn")  # fork is unsafe once torch/vLLM threads exist
-    pending = deque(enumerate(zip(golds, completions, strict=True)))
-    results: list[Verdict | None] = [None] * len(golds)
-    pool = [_Worker(ctx) for _ in range(min(workers, len(pending)))]
-    try:
-        while pending or any(w.index is not None for w in pool):
-            for w in pool:
-                if w.index is None and pending:
-                    w.submit(*pending.popleft(), timeout_s)
-            _collect(pool, results, ctx, progress)
-    finally:
-        for w in pool:
-            w.stop()
-    return results  # type: ignore[return-value]
+    with VerifierPool(workers, timeout_s) as pool:
+        return pool.check(golds, completions, progress)
 
 
 def _collect(pool: list[_Worker], results: list, ctx, progress) -> None:

@@ -74,7 +74,7 @@ ADVERSARIAL = [
 
 
 def test_adversarial_answers_return_within_timeout_as_unverifiable():
-    golds = ["1"] * len(ADVERSARIAL) + ["4"]
+    golds = ["7"] * len(ADVERSARIAL) + ["4"]
     completions = [*ADVERSARIAL, "2 + 2 = \\boxed{4}"]
     start = time.monotonic()
     verdicts = verify_many(golds, completions, timeout_s=2.0, workers=2)
