@@ -222,3 +222,47 @@ def test_atomic_directory_replaces_whole_directory(tmp_path):
         raise RuntimeError("killed")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+class TestShardStore:
+    def test_resume_skips_done_shards_and_finish_concatenates_in_order(self, tmp_path):
+        out = tmp_path / "problems.arrow"
+        store = artifacts.ShardStore(out, "problems", {"cfg": 1})
+        table = _problems(4)
+        store.write(1, table.slice(2, 2), {"rows": 2})
+        again = artifacts.ShardStore(out, "problems", {"cfg": 1})
+        assert again.done() == {1}
+        again.write(0, table.slice(0, 2), {"rows": 2})
+        assert again.stats() == [{"rows": 2}, {"rows": 2}]
+        final = again.finish(2, section="prepare")
+        assert final["problem_id"].to_pylist() == ["p0", "p1", "p2", "p3"]
+        assert not again.dir.exists()
+        assert artifacts.read_artifact(out, "problems").num_rows == 4
+
+    def test_changed_fingerprint_starts_over(self, tmp_path):
+        out = tmp_path / "problems.arrow"
+        artifacts.ShardStore(out, "problems", {"cfg": 1}).write(0, _problems(2))
+        assert artifacts.ShardStore(out, "problems", {"cfg": 2}).done() == set()
+
+    def test_finish_refuses_missing_shards(self, tmp_path):
+        store = artifacts.ShardStore(tmp_path / "p.arrow", "problems", {})
+        store.write(1, _problems(2))
+        with pytest.raises(ArtifactError, match=r"shards \[0\] missing"):
+            store.finish(2)
+        assert not (tmp_path / "p.arrow").exists()
+
+    def test_shards_are_validated(self, tmp_path):
+        store = artifacts.ShardStore(tmp_path / "p.arrow", "problems", {})
+        rows = _problems(2).to_pylist()
+        rows[0]["split"] = "dev"
+        with pytest.raises(ArtifactError):
+            store.write(0, pa.Table.from_pylist(rows))
+        assert store.done() == set()
+
+
+def test_path_digest_changes_with_content(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "config.json").write_text("{}")
+    first = artifacts.path_digest(tmp_path / "d")
+    (tmp_path / "d" / "config.json").write_text('{"a": 1}')
+    assert artifacts.path_digest(tmp_path / "d") != first
