@@ -29,8 +29,9 @@ META_CONFIG = b"rwpipe.config"
 META_STATS = b"rwpipe.stats"
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, cut at `limit` characters, for error messages."""
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:limit]
 
 
 def config_to_dict(config: Any) -> dict:
@@ -70,7 +71,7 @@ def validate(table: pa.Table, name: str, where: str) -> pa.Table:
         # Only cast() enforces non-nullable fields; from_pylist(schema=...) lets nulls through.
         table = table.cast(spec.schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
-        message = f"{where}: does not match the '{name}' schema: {_one_line(exc)}"
+        message = f"{where}: does not match the '{name}' schema: {one_line(exc)}"
         raise ArtifactError(message) from None
     _check_invariants(table, spec, name, where)
     return table
@@ -199,7 +200,7 @@ def read_artifact(path: str | os.PathLike, name: str) -> pa.Table:
             table = pa.ipc.open_file(source).read_all()
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as exc:
         raise ArtifactError(
-            f"{path}: not a readable Arrow file (truncated or foreign): {_one_line(exc)}"
+            f"{path}: not a readable Arrow file (truncated or foreign): {one_line(exc)}"
         ) from None
     meta = table.schema.metadata or {}
     found = meta.get(META_ARTIFACT)

@@ -32,3 +32,21 @@ def write_params(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> tuple[Path, dict]:
+    """The embedded default model, materialised once per test session: (directory, info).
+
+    Never skipped: the real model is what users run, and `make test` installs it.
+    """
+    from rwpipe.config import ModelConfig
+    from rwpipe.models.materialize import materialize_model
+
+    out = tmp_path_factory.mktemp("smollm2") / "model"
+    return out, materialize_model(ModelConfig(), out)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2) -> Path:
+    return smollm2[0]

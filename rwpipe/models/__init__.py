@@ -1,0 +1,1 @@
+"""Model directories: materialising `model.source` and the tiny test models."""
