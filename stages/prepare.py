@@ -20,17 +20,11 @@ def prepare(out: OutFile, *, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     rows, stats = build_problems(cfg, base.seed)
     table = pa.Table.from_pylist(rows)
     artifacts.write_artifact(table, out, "problems", section="prepare", config=cfg, stats=stats)
-    splits = stats.get("rows_per_split", {})
-    print_summary(
-        f"prepare -> {out}",
-        {
-            **{f"rows ({k})": v for k, v in splits.items()},
-            "dropped (no gold)": stats.get("dropped", 0),
-        },
+    summary = {f"{split} rows": stats[split]["rows"] for split in ("train", "eval")}
+    summary |= {f"dropped (no gold) from {spec}": n for spec, n in stats["dropped"].items() if n}
+    print_summary(f"prepare -> {out}", summary)
+    c = stats["contamination"]
+    console.print(
+        f"contamination, eval vs train: {c['exact']['count']} exact and {c['ngram']['count']} "
+        f"{c['n']}-gram matches among {c['eval_total']} eval problems"
     )
-    c = stats.get("contamination", {})
-    if c:
-        console.print(
-            f"contamination (eval vs train): exact {c.get('exact_count', 0)}, "
-            f"13-gram {c.get('ngram_count', 0)} of {c.get('eval_count', 0)} eval problems"
-        )

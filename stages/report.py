@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 # Progress and summaries go to stderr so that stdout stays clean for piping.
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def print_summary(title: str, rows: Mapping[str, Any]) -> None:
