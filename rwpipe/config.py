@@ -124,11 +124,48 @@ class RolloutConfig:
             raise ValueError("shard_size must be >= 1 and splits non-empty")
 
 
+@dataclass(frozen=True)
+class CompletionConfig:
+    """How the completer continues a step prefix (Monte-Carlo labels)."""
+
+    k: int = 4  # completions per tested prefix (Math-Shepherd used 8, OmegaPRM 16)
+    # omegaprm: draw k_first first, the rest only if none reached the gold answer (= k: off)
+    k_first: int = 2
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k_first <= self.k or self.max_new_tokens < 1:
+            raise ValueError("need 1 <= k_first <= k and max_new_tokens >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be > 0 (MC needs sampling) and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    # verify: outcome labels only; mc: Math-Shepherd; omegaprm: binary search for the first error
+    method: Literal["verify", "mc", "omegaprm"] = "omegaprm"
+    splits: tuple[Literal["train", "eval"], ...] = ("train",)  # rollouts that get step labels
+    select: Literal["all", "incorrect"] = "all"  # mc: sample correct rollouts too, or infer them
+    # Stop sampling once this many completion tokens are spent (0 = no limit); later rollouts
+    # keep outcome labels only. Checked between shards, so a run ends at most a shard over.
+    budget_tokens: int = 0
+    completion: CompletionConfig = field(default_factory=CompletionConfig)
+    engine: GenerationConfig = field(default_factory=GenerationConfig)
+    shard_size: int = 16  # problems per resumable shard (their prefixes go out in one batch)
+
+    def __post_init__(self) -> None:
+        if self.shard_size < 1 or self.budget_tokens < 0:
+            raise ValueError("shard_size must be >= 1 and budget_tokens >= 0")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "model": ModelConfig,
     "prepare": PrepareConfig,
     "rollout": RolloutConfig,
+    "annotate": AnnotateConfig,
 }
 
 # ----------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ ROLLOUTS = ArtifactSpec(
             _f("problem_id", pa.string()),
             _f("sample_idx", pa.int32()),
             _f("split", pa.string()),
+            _f("question", pa.string()),  # the problem text, before any template
             _f("prompt", pa.string()),  # the prompt exactly as sent (chat template applied)
             _f("completion", pa.string()),
             _f("token_ids", pa.list_(pa.int32())),
@@ -84,7 +85,62 @@ ROLLOUTS = ArtifactSpec(
     non_empty=("problem_id",),
 )
 
+LABEL_METHODS = ("verify", "mc", "omegaprm")
+LABEL_STATUSES = (
+    "labelled",  # step labels from Monte-Carlo estimates
+    "inferred",  # a correct solution labelled all-correct without sampling
+    "outcome_only",  # no step labels: method verify, a split not selected, or over budget
+    "no_gold",
+    "unverifiable",
+    "too_hard",  # omegaprm: no completion from the bare question reached the gold answer
+    "no_steps",
+)
+
+LABELS = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("sample_idx", pa.int32()),
+            _f("split", pa.string()),
+            _f("question", pa.string()),
+            _f("prompt", pa.string()),
+            _f("steps", pa.list_(pa.string())),
+            _f("gold", pa.string(), nullable=True),
+            _f("pred", pa.string(), nullable=True),
+            _f("verdict", pa.string()),
+            _f("outcome", pa.int8(), nullable=True),  # 1 correct, 0 incorrect, null unknown
+            _f("method", pa.string()),
+            _f("status", pa.string()),
+            # Per step (same length as steps); null where the method gives no label.
+            _f("step_hard", pa.list_(pa.field("item", pa.int8(), nullable=True))),
+            _f("step_soft", pa.list_(pa.field("item", pa.float32(), nullable=True))),
+            _f("step_visits", pa.list_(pa.int32())),  # completions drawn from the prefix
+            _f("first_error", pa.int32(), nullable=True),  # 0-based; -1 no error; null unknown
+            _f("completions", pa.int32()),  # spent on this rollout's labels
+            _f("tokens", pa.int64()),
+        ]
+    ),
+    key=("problem_id", "sample_idx"),
+    choices={
+        "split": SPLITS,
+        "verdict": VERDICTS,
+        "method": LABEL_METHODS,
+        "status": LABEL_STATUSES,
+    },
+    ranges={
+        "outcome": (0, 1),
+        "step_hard": (0, 1),
+        "step_soft": (0.0, 1.0),
+        "step_visits": (0, None),
+        "first_error": (-1, None),
+        "completions": (0, None),
+        "tokens": (0, None),
+    },
+    non_empty=("problem_id",),
+)
+
 SPECS: dict[str, ArtifactSpec] = {
     "problems": PROBLEMS,
     "rollouts": ROLLOUTS,
+    "labels": LABELS,
 }

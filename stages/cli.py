@@ -13,6 +13,7 @@ from rwpipe.errors import RwpipeError
 from stages.model import model
 from stages.prepare import prepare
 from stages.report import console
+from stages.rollout import rollout
 
 app = typer.Typer(
     name="rwpipe",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.command()(model)
 app.command()(prepare)
+app.command()(rollout)
 
 
 def main() -> None:

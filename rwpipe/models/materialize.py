@@ -300,4 +300,3 @@ def _step(console: Console, text: str) -> Iterator[None]:
     with console.status(text):
         yield
     console.print(f"[green]✓[/green] {text} ({time.perf_counter() - start:.1f}s)")
-
