@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from rwpipe.errors import RwpipeError
+from stages.annotate import annotate
 from stages.model import model
 from stages.prepare import prepare
 from stages.report import console
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command()(model)
 app.command()(prepare)
 app.command()(rollout)
+app.command()(annotate)
 
 
 def main() -> None:

@@ -8,12 +8,24 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+CLI = "import sys; from stages.cli import main; sys.argv[0] = 'rwpipe'; main()"
+
+
+def run_rwpipe(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `rwpipe ARGS` in a subprocess, as a user would; assert success unless `check=False`."""
+    cmd = [sys.executable, "-c", CLI, *map(str, args)]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
 
 
 @pytest.fixture

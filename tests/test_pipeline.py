@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rwpipe import artifacts
 from tests.conftest import ROOT
@@ -46,6 +47,12 @@ def repo(tmp_path_factory) -> Path:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(src, dst)
+    # The shipped params at toy size: this checks the DVC wiring, not the models.
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prepare"] |= {"n_train": 3, "n_eval": 2}
+    params["rollout"]["sampling"] |= {"n": 2, "max_new_tokens": 48}
+    params["annotate"]["completion"] |= {"k": 2, "k_first": 1, "max_new_tokens": 32}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
     _sh(root, "git", "config", "user.name", "test")
@@ -62,17 +69,21 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file()
     problems = artifacts.read_artifact(repo / "data" / "problems.arrow", "problems")
     assert set(problems["split"].to_pylist()) == {"train", "eval"}
-    assert "Running stage 'prepare'" in out
+    rollouts = artifacts.read_artifact(repo / "data" / "rollouts.arrow", "rollouts")
+    labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
+    assert rollouts.num_rows == labels.num_rows == 5 * 2
+    assert "Running stage 'prepare'" in out and "Running stage 'annotate'" in out
     again = _sh(repo, "dvc", "repro")
     assert "Running stage" not in again
     assert "didn't change" in again or "up to date" in again
 
 
-def test_exp_run_overrides_a_param_and_reruns_only_prepare(repo):
+def test_exp_run_overrides_a_param_and_reruns_only_that_stage(repo):
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
-    out = _sh(repo, "dvc", "exp", "run", "-S", "prepare.n_eval=8")
-    assert "Running stage 'prepare'" in out and "Running stage 'model'" not in out
-    problems = artifacts.read_artifact(repo / "data" / "problems.arrow", "problems")
-    assert problems["split"].to_pylist().count("eval") == 8
+    out = _sh(repo, "dvc", "exp", "run", "-S", "annotate.method=mc")
+    assert "Running stage 'annotate'" in out
+    assert not any(f"Running stage '{s}'" in out for s in ("model", "prepare", "rollout"))
+    labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
+    assert set(labels["method"].to_pylist()) == {"mc"}

@@ -16,7 +16,7 @@ from rwpipe import artifacts
 from rwpipe.config import RolloutConfig, SamplingConfig
 from rwpipe.errors import InputError
 from rwpipe.rollout import StepRule, run_rollout, select_problems
-from tests.conftest import ROOT
+from tests.conftest import CLI, ROOT, run_rwpipe
 from tests.fakes import ScriptedGenerator
 
 
@@ -128,16 +128,6 @@ def _params(write_params, backend: str, **rollout) -> "os.PathLike":
     return params
 
 
-def _rwpipe(*args, check: bool = True) -> subprocess.CompletedProcess:
-    code = "import sys; from stages.cli import main; sys.argv[0] = 'rwpipe'; main()"
-    result = subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], cwd=ROOT, capture_output=True, text=True
-    )
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 @pytest.fixture(scope="module")
 def problems_file(tmp_path_factory, smollm2_dir) -> "os.PathLike":
     path = tmp_path_factory.mktemp("problems") / "problems.arrow"
@@ -148,7 +138,7 @@ def problems_file(tmp_path_factory, smollm2_dir) -> "os.PathLike":
         .replace("n_train: 128", "n_train: 3")
         .replace("n_eval: 64", "n_eval: 1")
     )
-    _rwpipe("prepare", path, "--params", params)
+    run_rwpipe("prepare", path, "--params", params)
     return path
 
 
@@ -156,7 +146,9 @@ def problems_file(tmp_path_factory, smollm2_dir) -> "os.PathLike":
 @pytest.mark.parametrize("backend", ["hf", "vllm"])
 def test_stage_on_the_real_model(tmp_path, write_params, problems_file, smollm2_dir, backend):
     out = tmp_path / "rollouts.arrow"
-    _rwpipe("rollout", problems_file, smollm2_dir, out, "--params", _params(write_params, backend))
+    run_rwpipe(
+        "rollout", problems_file, smollm2_dir, out, "--params", _params(write_params, backend)
+    )
     table = artifacts.read_artifact(out, "rollouts")  # schema, keys, ranges all hold
     assert table.num_rows == 4 * 2
     for r in table.to_pylist():
@@ -175,15 +167,14 @@ def test_sigkill_mid_run_then_resume_gives_the_same_rows(
 ):
     params = _params(write_params, "hf")
     full = tmp_path / "full.arrow"
-    _rwpipe("rollout", problems_file, smollm2_dir, full, "--params", params)
+    run_rwpipe("rollout", problems_file, smollm2_dir, full, "--params", params)
 
     out = tmp_path / "resumed.arrow"
     parts = out.with_name(out.name + ".parts")
-    code = "import sys; from stages.cli import main; sys.argv[0] = 'rwpipe'; main()"
     cmd = [
         sys.executable,
         "-c",
-        code,
+        CLI,
         "rollout",
         str(problems_file),
         str(smollm2_dir),
@@ -200,7 +191,7 @@ def test_sigkill_mid_run_then_resume_gives_the_same_rows(
     proc.wait()
     assert not out.exists() and 2 <= len(list(parts.glob("shard-*.arrow"))) < 4
 
-    result = _rwpipe("rollout", problems_file, smollm2_dir, out, "--params", params)
+    result = run_rwpipe("rollout", problems_file, smollm2_dir, out, "--params", params)
     assert "resumed_shards" in result.stderr
     a = artifacts.read_artifact(full, "rollouts").drop_columns(["seed"])
     b = artifacts.read_artifact(out, "rollouts").drop_columns(["seed"])
@@ -214,7 +205,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, write_params, problems_file, s
     out = tmp_path / "r.arrow"
 
     def fails(*args, expect: str) -> None:
-        result = _rwpipe("rollout", *args, check=False)
+        result = run_rwpipe("rollout", *args, check=False)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and expect in lines[0], result.stderr
         assert not out.exists()

@@ -1,0 +1,229 @@
+"""Labels for rollouts: outcome labels (math-verify) and step labels (Math-Shepherd, OmegaPRM).
+
+`run_annotate` works through the rollouts a few problems at a time (a shard: all rollouts of
+`cfg.shard_size` problems, so that sibling solutions share prefixes and the OmegaPRM tree).
+For each shard it re-checks every rollout's final answer in the verifier pool, runs the step
+method, and writes the shard with what it cost (completions and generated tokens per rollout).
+A killed run resumes at the first unfinished shard; each shard's sampling seed depends only
+on its index, so the resumed run ends with the same rows.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+
+from rwpipe.annotate.estimate import MCEstimator
+from rwpipe.annotate.methods import Solution, StepLabels, math_shepherd, omegaprm
+from rwpipe.artifacts import ShardStore
+from rwpipe.backends import Generator
+from rwpipe.config import AnnotateConfig
+from rwpipe.errors import InputError
+from rwpipe.progress import Stopwatch, progress_bar
+from rwpipe.runtime import stable_seed
+from rwpipe.verify import VerifierPool
+
+__all__ = ["annotate_shard", "plan_shards", "run_annotate", "summarize"]
+
+
+def plan_shards(rollouts: pa.Table, problems_per_shard: int) -> list[list[int]]:
+    """Row indices of each shard: the rollouts of consecutive problems, in file order."""
+    order: dict[str, list[int]] = {}
+    for row, pid in enumerate(rollouts["problem_id"].to_pylist()):
+        order.setdefault(pid, []).append(row)
+    groups = list(order.values())
+    return [
+        [row for group in groups[i : i + problems_per_shard] for row in group]
+        for i in range(0, len(groups), problems_per_shard)
+    ]
+
+
+def _outcome(verdict: str) -> int | None:
+    return {"correct": 1, "incorrect": 0}.get(verdict)
+
+
+def annotate_shard(
+    rows: list[dict[str, Any]],
+    generator: Generator | None,
+    cfg: AnnotateConfig,
+    *,
+    seed: int,
+    verifier: VerifierPool,
+    sample: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Label one shard of rollout rows.
+
+    Args:
+        rows: rollout rows (problem_id, sample_idx, split, question, prompt, steps, gold,
+            finish_reason, completion).
+        generator: the completer; may be None when `cfg.method` is "verify" or not `sample`.
+        cfg: the annotate section.
+        seed: this shard's sampling seed.
+        verifier: the checker pool.
+        sample: False past the token budget: outcome labels only.
+        progress: (items, tokens) callback for generated tokens.
+
+    Returns:
+        The labels table and the shard's stats.
+    """
+    clock = Stopwatch()
+    verdicts = verifier.check([r["gold"] for r in rows], [r["completion"] for r in rows])
+    solutions = [
+        Solution(
+            index=i,
+            problem_id=r["problem_id"],
+            prompt=r["prompt"],
+            steps=list(r["steps"]),
+            gold=r["gold"],
+            outcome=_outcome(v.verdict),
+            finished=r["finish_reason"] == "stop",
+        )
+        for i, (r, v) in enumerate(zip(rows, verdicts, strict=True))
+    ]
+    chosen = (
+        [s for s, r in zip(solutions, rows, strict=True) if r["split"] in cfg.splits]
+        if sample and cfg.method != "verify"
+        else []
+    )
+    labels: dict[int, StepLabels] = {}
+    estimator = None
+    if chosen:
+        if generator is None:
+            raise ValueError(f"method {cfg.method} needs a generator")
+        c = cfg.completion
+        estimator = MCEstimator(
+            generator,
+            verifier,
+            temperature=c.temperature,
+            top_p=c.top_p,
+            max_new_tokens=c.max_new_tokens,
+            seed=seed,
+            progress=progress,
+        )
+        if cfg.method == "mc":
+            found = math_shepherd(chosen, estimator, k=c.k, select=cfg.select)
+        else:
+            found = omegaprm(chosen, estimator, k=c.k, k_first=c.k_first)
+        labels = {s.index: lab for s, lab in zip(chosen, found, strict=True)}
+    costs = estimator.costs if estimator is not None else {}
+    out = []
+    for s, r, v in zip(solutions, rows, verdicts, strict=True):
+        lab = labels.get(s.index) or StepLabels.empty("outcome_only", len(s.steps))
+        cost = costs.get(s.index)
+        out.append(
+            {
+                "problem_id": r["problem_id"],
+                "sample_idx": r["sample_idx"],
+                "split": r["split"],
+                "question": r["question"],
+                "prompt": r["prompt"],
+                "steps": s.steps,
+                "gold": r["gold"],
+                "pred": v.pred,
+                "verdict": v.verdict,
+                "outcome": s.outcome,
+                "method": cfg.method,
+                "status": lab.status,
+                "step_hard": lab.hard,
+                "step_soft": lab.soft,
+                "step_visits": lab.visits,
+                "first_error": lab.first_error,
+                "completions": cost.completions if cost else 0,
+                "tokens": cost.tokens if cost else 0,
+            }
+        )
+    table = pa.Table.from_pylist(out)
+    stats = _shard_stats(out, clock.seconds)
+    return table, stats
+
+
+def _shard_stats(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    step_labels = sum(sum(h is not None for h in r["step_hard"]) for r in rows)
+    sampled = [r for r in rows if r["status"] == "labelled"]
+    return {
+        "rows": len(rows),
+        "correct": sum(r["outcome"] == 1 for r in rows),
+        "unverifiable": sum(r["verdict"] == "unverifiable" for r in rows),
+        "step_labelled_rollouts": sum(r["status"] in ("labelled", "inferred") for r in rows),
+        "sampled_rollouts": len(sampled),
+        "step_labels": step_labels,
+        "sampled_step_labels": sum(sum(h is not None for h in r["step_hard"]) for r in sampled),
+        "first_errors": sum(r["first_error"] is not None and r["first_error"] >= 0 for r in rows),
+        "completions": sum(r["completions"] for r in rows),
+        "tokens": sum(r["tokens"] for r in rows),
+        "seconds": seconds,
+    }
+
+
+def run_annotate(
+    rollouts: pa.Table,
+    generator: Generator | None,
+    cfg: AnnotateConfig,
+    *,
+    seed: int,
+    store: ShardStore,
+    where: str = "rollouts",
+) -> tuple[int, dict[str, Any]]:
+    """Label every rollout, shard by shard, into `store`; see the module docstring.
+
+    Returns:
+        The number of shards and the run summary (`summarize`).
+    """
+    if rollouts.num_rows == 0:
+        raise InputError(f"{where}: no rollouts to label")
+    shards = plan_shards(rollouts, cfg.shard_size)
+    done = store.done()
+    resumed_rows = sum(len(shards[i]) for i in done if i < len(shards))
+    with (
+        VerifierPool() as verifier,
+        progress_bar(
+            rollouts.num_rows, f"annotate ({cfg.method})", "labels", completed=resumed_rows
+        ) as advance,
+    ):
+        for i, rows in enumerate(shards):
+            if i in done:
+                continue
+            spent = sum(s["tokens"] for s in store.stats())
+            sample = cfg.budget_tokens == 0 or spent < cfg.budget_tokens
+            table, stats = annotate_shard(
+                rollouts.take(rows).to_pylist(),
+                generator,
+                cfg,
+                seed=stable_seed(seed, "annotate", i),
+                verifier=verifier,
+                sample=sample,
+                progress=advance,
+            )
+            store.write(i, table, stats)
+            advance(len(rows), 0)
+    return len(shards), summarize(store.stats(), resumed_shards=len(done))
+
+
+def summarize(shard_stats: list[dict[str, Any]], resumed_shards: int = 0) -> dict[str, Any]:
+    """Totals over shards, and the cost per label: what a reader of a PRM paper wants to know."""
+
+    def total(key: str) -> int:
+        return sum(s[key] for s in shard_stats)
+
+    rows, seconds = total("rows"), sum(s["seconds"] for s in shard_stats)
+    sampled_labels = total("sampled_step_labels")
+    return {
+        "rows": rows,
+        "outcome_accuracy": round(total("correct") / max(rows, 1), 4),
+        "unverifiable": total("unverifiable"),
+        "step_labelled_rollouts": total("step_labelled_rollouts"),
+        "sampled_rollouts": total("sampled_rollouts"),
+        "step_labels": total("step_labels"),
+        "first_errors_found": total("first_errors"),
+        "completions": total("completions"),
+        "tokens": total("tokens"),
+        "completions_per_sampled_step": round(total("completions") / max(sampled_labels, 1), 3),
+        "tokens_per_sampled_step": round(total("tokens") / max(sampled_labels, 1), 1),
+        "tokens_per_sampled_rollout": round(total("tokens") / max(total("sampled_rollouts"), 1), 1),
+        "seconds": round(seconds, 2),
+        "labels_per_s": round(rows / seconds, 3) if seconds > 0 else 0.0,
+        "tokens_per_s": round(total("tokens") / seconds, 1) if seconds > 0 else 0.0,
+        "shards": len(shard_stats),
+        "resumed_shards": resumed_shards,
+    }

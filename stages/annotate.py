@@ -1,0 +1,59 @@
+"""DVC stage `annotate`: outcome and step labels for every rollout.
+
+rwpipe annotate data/rollouts.arrow data/models/smollm2-135m-instruct data/labels.arrow
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rwpipe import artifacts
+from rwpipe.config import AnnotateConfig, BaseConfig, load_section
+from rwpipe.errors import InputError
+from stages.options import DEFAULT_PARAMS, InFile, OutFile, ParamsOpt
+from stages.report import print_summary
+
+Completer = Annotated[
+    Path,
+    typer.Argument(
+        help="Completer model directory (continues step prefixes; usually the policy).",
+        show_default=False,
+    ),
+]
+
+
+def annotate(
+    rollouts: InFile, completer: Completer, out: OutFile, *, params: ParamsOpt = DEFAULT_PARAMS
+) -> None:
+    """Label rollouts: math-verify outcomes, then Math-Shepherd or OmegaPRM step labels."""
+    base = load_section(params, "base", BaseConfig)
+    cfg = load_section(params, "annotate", AnnotateConfig)
+    from rwpipe.annotate import run_annotate
+    from rwpipe.rollout import load_policy
+
+    table = artifacts.read_artifact(rollouts, "rollouts")
+    sampling = cfg.method != "verify"
+    if sampling and not (completer / "config.json").is_file():
+        raise InputError(f"{completer}: not a model directory (no config.json); run `rwpipe model`")
+    fingerprint = {
+        "base": base,
+        "annotate": cfg,
+        "rollouts": artifacts.path_digest(rollouts),
+        "completer": artifacts.path_digest(completer) if sampling else None,
+    }
+    store = artifacts.ShardStore(out, "labels", fingerprint)
+    generator = (
+        load_policy(str(completer), cfg.engine, device=base.device, seed=base.seed)
+        if sampling
+        else None
+    )
+    try:
+        num_shards, stats = run_annotate(
+            table, generator, cfg, seed=base.seed, store=store, where=str(rollouts)
+        )
+    finally:
+        if generator is not None:
+            generator.close()
+    store.finish(num_shards, section="annotate", config=cfg, stats=stats)
+    print_summary(f"annotate ({cfg.method}) -> {out}", stats)
