@@ -160,12 +160,85 @@ class AnnotateConfig:
             raise ValueError("shard_size must be >= 1 and budget_tokens >= 0")
 
 
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation knobs shared by the reward-model trainers (and rl)."""
+
+    epochs: int = 2
+    lr: float = 2e-4  # LoRA; full fine-tuning wants ~1e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1
+    batch_size: int = 8  # sequences (or pairs) per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_grad_norm: float = 1.0
+    max_length: int = 512  # tokens; longer solutions lose their last steps
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 20  # optimizer steps between resumable checkpoints
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.batch_size, self.grad_accum, self.checkpoint_every) < 1:
+            raise ValueError("epochs, batch_size, grad_accum and checkpoint_every must be >= 1")
+        if self.lr <= 0 or not 0 <= self.warmup_ratio < 1 or self.max_length < 16:
+            raise ValueError("need lr > 0, 0 <= warmup_ratio < 1 and max_length >= 16")
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = True  # false: full fine-tuning
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainRMConfig:
+    """Outcome reward model: a scalar head on the policy's backbone."""
+
+    name: str = "orm"  # the directory under data/models/
+    loss: Literal["bt", "pointwise"] = "bt"  # Bradley-Terry on pairs, or BCE on outcomes
+    pairs_per_problem: int = 4  # bt: (correct, incorrect) pairs drawn per problem
+    eval_fraction: float = 0.2  # problems held out of the train split for evaluation
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: float32 on CPU
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        if self.pairs_per_problem < 1 or not 0 < self.eval_fraction < 1:
+            raise ValueError("need pairs_per_problem >= 1 and 0 < eval_fraction < 1")
+
+
+@dataclass(frozen=True)
+class TrainPRMConfig:
+    """Process reward model: discriminative (step labels) or implicit (outcome labels only)."""
+
+    name: str = "prm"
+    kind: Literal["discriminative", "implicit"] = "discriminative"
+    targets: Literal["hard", "soft"] = "hard"  # discriminative: step_hard or MC values
+    # discriminative: text appended after every step, whose last token carries the step's
+    # label ("" = the step's own last token, its separator).
+    step_tag: str = ""
+    beta: float = 0.05  # implicit: reward = beta * log(pi / pi_ref)
+    eval_fraction: float = 0.2
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0 or not 0 < self.eval_fraction < 1:
+            raise ValueError("need beta > 0 and 0 < eval_fraction < 1")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "model": ModelConfig,
     "prepare": PrepareConfig,
     "rollout": RolloutConfig,
     "annotate": AnnotateConfig,
+    "train_rm": TrainRMConfig,
+    "train_prm": TrainPRMConfig,
 }
 
 # ----------------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from stages.model import model
 from stages.prepare import prepare
 from stages.report import console
 from stages.rollout import rollout
+from stages.score import score
+from stages.train import train_prm, train_rm
 
 app = typer.Typer(
     name="rwpipe",
@@ -27,6 +29,9 @@ app.command()(model)
 app.command()(prepare)
 app.command()(rollout)
 app.command()(annotate)
+app.command("train-rm")(train_rm)
+app.command("train-prm")(train_prm)
+app.command()(score)
 
 
 def main() -> None:

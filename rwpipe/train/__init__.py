@@ -1,0 +1,197 @@
+"""Reward-model training: outcome RMs (Bradley-Terry or pointwise) and PRMs (discriminative on
+step labels, or implicit from outcome labels), on labels.arrow.
+
+`train_reward_model` is the whole stage: examples from the labels, a held-out set of problems,
+`fit` (resumable), an evaluation each epoch, and the final model saved as a plain transformers
+directory (LoRA merged) with `rwpipe-model.json` (kind, step tag, beta, data, params, metrics).
+"""
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from rwpipe.config import TrainPRMConfig, TrainRMConfig
+from rwpipe.errors import InputError
+from rwpipe.progress import progress_bar
+from rwpipe.runtime import default_dtype, pick_device, seed_everything
+from rwpipe.train.data import (
+    Example,
+    outcome_examples,
+    preference_pairs,
+    prm_examples,
+    split_by_group,
+)
+from rwpipe.train.loop import Checkpointer, TrainState, fit
+from rwpipe.train.metrics import accuracy, bootstrap_ci, roc_auc
+from rwpipe.train.models import Backbone, load_backbone, save_backbone
+
+__all__ = ["evaluate_backbone", "train_reward_model"]
+
+
+def _dtype(name: str, device: Any) -> Any:
+    import torch
+
+    return default_dtype(device) if name == "auto" else getattr(torch, name)
+
+
+def _score(backbone: Backbone, examples: list[Example], batch_size: int) -> list[tuple]:
+    out = []
+    for i in range(0, len(examples), batch_size):
+        out.extend(backbone.score(examples[i : i + batch_size]))
+    return out
+
+
+def _with_ci(name: str, fn, *arrays) -> dict[str, float]:
+    value = fn(*arrays)
+    lo, hi = bootstrap_ci(fn, *arrays)
+    return {name: round(value, 4), f"{name}_ci95_lo": round(lo, 4), f"{name}_ci95_hi": round(hi, 4)}
+
+
+def evaluate_backbone(
+    backbone: Backbone, examples: list[Example], batch_size: int, seed: int = 0
+) -> dict[str, Any]:
+    """Held-out metrics with 95% bootstrap intervals.
+
+    Step level (PRMs, where step labels exist): AUC of the step score against the hard label,
+    accuracy at 0.5 (discriminative). Outcome level: AUC of the solution score against the
+    outcome; for the ORM also pairwise accuracy on held-out (correct, incorrect) pairs.
+    """
+    if not examples:
+        return {}
+    scores = _score(backbone, examples, batch_size)
+    out: dict[str, Any] = {"eval_solutions": len(examples)}
+    steps, truth = [], []
+    for (_, step_scores), e in zip(scores, examples, strict=True):
+        for s, t in zip(step_scores, e.step_targets, strict=False):
+            if t is not None:
+                steps.append(s)
+                truth.append(int(t > 0))  # soft MC target: positive when > 0
+    if steps:
+        out["eval_steps"] = len(steps)
+        out |= _with_ci("step_auc", roc_auc, steps, truth)
+        if backbone.kind == "prm":
+            out |= _with_ci("step_accuracy", accuracy, steps, truth)
+    known = [
+        (s[0], e.outcome) for s, e in zip(scores, examples, strict=True) if e.outcome is not None
+    ]
+    if known:
+        out |= _with_ci("outcome_auc", roc_auc, *zip(*known, strict=True))
+    if backbone.kind == "orm":
+        by_key = {e.key: s[0] for s, e in zip(scores, examples, strict=True)}
+        pairs = preference_pairs(examples, per_problem=16, seed=seed)
+        if pairs:
+            wins = np.array([by_key[a.key] > by_key[b.key] for a, b in pairs], float)
+            out["eval_pairs"] = len(pairs)
+            out |= _with_ci("pairwise_accuracy", np.mean, wins)
+    return out
+
+
+def train_reward_model(
+    labels: pa.Table,
+    base_dir: Path,
+    out_dir: Path,
+    cfg: TrainRMConfig | TrainPRMConfig,
+    *,
+    seed: int,
+    device: str,
+    where: str,
+    fingerprint: str,
+    stop_after_steps: int | None = None,
+) -> tuple[TrainState, dict[str, Any]]:
+    """Train and save one reward model; returns the training state and the final metrics.
+
+    Raises:
+        InputError: the labels hold nothing this model can learn from (no step labels for a
+            discriminative PRM, no correct/incorrect pair for Bradley-Terry, one class only).
+    """
+    torch_device = pick_device(device)
+    seed_everything(seed)
+    if isinstance(cfg, TrainRMConfig):
+        kind, objective, tag, beta = "orm", cfg.loss, "", 0.0
+    elif cfg.kind == "implicit":
+        kind, objective, tag, beta = "implicit_prm", "implicit", "", cfg.beta
+    else:
+        kind, objective, tag, beta = "prm", "step", cfg.step_tag, 0.0
+    backbone = load_backbone(
+        base_dir,
+        kind,
+        device=torch_device,
+        dtype=_dtype(cfg.dtype, torch_device),
+        lora=cfg.lora,
+        step_tag=tag,
+        beta=beta or 0.05,
+        gradient_checkpointing=cfg.optim.gradient_checkpointing,
+    )
+    rows = [r for r in labels.to_pylist() if r["split"] == "train"]
+    max_len = cfg.optim.max_length
+    if kind == "prm":
+        examples = prm_examples(
+            rows, backbone.tokenizer, soft=cfg.targets == "soft", step_tag=tag, max_length=max_len
+        )
+        if not examples:
+            raise InputError(f"{where}: no step labels in the train split (annotate.method?)")
+    else:
+        examples = outcome_examples(rows, backbone.tokenizer, max_length=max_len)
+        # Step labels, where annotate made them, let the implicit PRM's steps be evaluated.
+        steps = {
+            e.key: e
+            for e in prm_examples(
+                rows, backbone.tokenizer, soft=False, step_tag="", max_length=max_len
+            )
+        }
+        for e in examples:
+            if e.key in steps and len(steps[e.key].input_ids) == len(e.input_ids):
+                e.step_ends, e.step_targets = steps[e.key].step_ends, steps[e.key].step_targets
+    train, held = split_by_group(examples, [e.group for e in examples], cfg.eval_fraction, seed)
+    if objective == "bt":
+        items: list[Any] = preference_pairs(train, cfg.pairs_per_problem, seed)
+        lengths = [len(a) + len(b) for a, b in items]
+        if not items:
+            raise InputError(f"{where}: no problem has both a correct and an incorrect rollout")
+    else:
+        items, lengths = train, [len(e) for e in train]
+        outcomes = {e.outcome for e in train}
+        if objective != "step" and len(outcomes) < 2:
+            raise InputError(f"{where}: every train rollout has the same outcome {outcomes}")
+    if not items:
+        raise InputError(f"{where}: nothing left to train on after holding out problems")
+
+    ckpt = Checkpointer(out_dir.with_name(out_dir.name + ".parts"), fingerprint)
+    total = len(items) * cfg.optim.epochs
+    with progress_bar(total, f"train {kind}", "examples") as advance:
+        state = fit(
+            backbone,
+            items,
+            lengths,
+            objective=objective,
+            optim=cfg.optim,
+            seed=seed,
+            checkpointer=ckpt,
+            evaluate=lambda: evaluate_backbone(backbone, held, cfg.optim.batch_size, seed),
+            advance=advance,
+            stop_after_steps=stop_after_steps,
+        )
+    if stop_after_steps is not None and state.epoch < cfg.optim.epochs:
+        return state, {}
+    metrics = {
+        "kind": kind,
+        "objective": objective,
+        "train_items": len(items),
+        "heldout_solutions": len(held),
+        "steps": state.step,
+        "final_loss": state.history[-1]["loss"] if state.history else None,
+        "train_tokens": state.tokens,
+        "train_seconds": round(state.seconds, 1),
+        "train_tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
+    } | (state.evals[-1] if state.evals else {})
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    card = {"base_model": str(base_dir), "params": cfg, "metrics": metrics, "data": where}
+    save_backbone(backbone, tmp, card)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    shutil.rmtree(ckpt.dir, ignore_errors=True)
+    return state, metrics

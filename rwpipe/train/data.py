@@ -1,0 +1,170 @@
+"""Training examples for reward models, built from labels.arrow, and length-grouped batches.
+
+One function, `encode_solution`, turns (prompt, steps) into token ids and the index of each
+step's last token; training and scoring both use it, so a PRM reads its step scores at the
+positions it was trained on.
+"""
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rwpipe.runtime import stable_seed
+
+
+@dataclass
+class Encoded:
+    """A tokenised solution: ids, the prompt's length in tokens, each kept step's last token."""
+
+    input_ids: list[int]
+    prompt_len: int
+    step_ends: list[int]
+
+
+def encode_solution(
+    tokenizer: Any, prompt: str, steps: Sequence[str], step_tag: str = "", max_length: int = 0
+) -> Encoded:
+    """Tokenise prompt + steps piece by piece, appending `step_tag` after each step.
+
+    Each piece is encoded on its own (no special tokens added: the prompt already holds the
+    chat template's), so step boundaries are token boundaries. With `max_length`, the steps
+    that do not fit whole are dropped (and with them their labels).
+    """
+    ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+    prompt_len, ends = len(ids), []
+    for step in steps:
+        piece = tokenizer.encode(step + step_tag, add_special_tokens=False)
+        if not piece or (max_length and len(ids) + len(piece) > max_length):
+            break
+        ids.extend(piece)
+        ends.append(len(ids) - 1)
+    if max_length and len(ids) > max_length:  # a prompt alone over the limit: keep its tail
+        ids = ids[-max_length:]
+        prompt_len, ends = min(prompt_len, max_length), []
+    return Encoded(ids, prompt_len, ends)
+
+
+@dataclass
+class Example:
+    """One training unit: a tokenised solution and its labels."""
+
+    input_ids: list[int]
+    prompt_len: int
+    step_ends: list[int] = field(default_factory=list)
+    step_targets: list[float | None] = field(default_factory=list)  # per kept step
+    outcome: float | None = None
+    group: str = ""  # the problem id: pairs and eval splits keep a problem together
+    key: tuple = ()
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def prm_examples(
+    rows: Sequence[dict], tokenizer: Any, *, soft: bool, step_tag: str, max_length: int
+) -> list[Example]:
+    """Step-labelled solutions from label rows; rows with no step label are skipped.
+
+    soft: train on MC values (`step_soft`, falling back to the hard label where a method gave
+    none, e.g. inferred-correct solutions); else on `step_hard`.
+    """
+    out = []
+    for r in rows:
+        targets = []
+        for hard, value in zip(r["step_hard"], r["step_soft"], strict=True):
+            target = value if soft and value is not None else hard
+            targets.append(None if target is None else float(target))
+        if all(t is None for t in targets):
+            continue
+        enc = encode_solution(tokenizer, r["prompt"], r["steps"], step_tag, max_length)
+        kept = targets[: len(enc.step_ends)]
+        if all(t is None for t in kept):
+            continue
+        out.append(
+            Example(
+                enc.input_ids, enc.prompt_len, enc.step_ends, kept, r["outcome"],
+                r["problem_id"], (r["problem_id"], r["sample_idx"]),
+            )
+        )  # fmt: skip
+    return out
+
+
+def outcome_examples(rows: Sequence[dict], tokenizer: Any, *, max_length: int) -> list[Example]:
+    """Whole solutions with a known outcome (correct 1 / incorrect 0)."""
+    out = []
+    for r in rows:
+        if r["outcome"] is None:
+            continue
+        enc = encode_solution(tokenizer, r["prompt"], r["steps"], "", 0)
+        ids = enc.input_ids[-max_length:] if max_length else enc.input_ids
+        out.append(
+            Example(
+                ids, max(0, enc.prompt_len - (len(enc.input_ids) - len(ids))), [], [],
+                float(r["outcome"]), r["problem_id"], (r["problem_id"], r["sample_idx"]),
+            )
+        )  # fmt: skip
+    return out
+
+
+def preference_pairs(
+    examples: Sequence[Example], per_problem: int, seed: int
+) -> list[tuple[Example, Example]]:
+    """(chosen, rejected) pairs: a correct and an incorrect solution of the same problem.
+
+    Up to `per_problem` distinct pairs per problem, drawn with a seed of their own.
+    """
+    by_problem: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        by_problem[e.group].append(e)
+    pairs = []
+    for group in sorted(by_problem):
+        good = [e for e in by_problem[group] if e.outcome == 1]
+        bad = [e for e in by_problem[group] if e.outcome == 0]
+        candidates = [(g, b) for g in good for b in bad]
+        rng = random.Random(stable_seed(seed, "pairs", group))
+        pairs.extend(rng.sample(candidates, min(per_problem, len(candidates))))
+    return pairs
+
+
+def split_by_group(
+    items: Sequence[Any], groups: Sequence[str], eval_fraction: float, seed: int
+) -> tuple[list[Any], list[Any]]:
+    """Hold out about `eval_fraction` of the groups (problems), chosen by a seeded hash."""
+    held = {
+        g for g in set(groups) if stable_seed(seed, "heldout", g) % 10_000 < eval_fraction * 10_000
+    }
+    train = [x for x, g in zip(items, groups, strict=True) if g not in held]
+    test = [x for x, g in zip(items, groups, strict=True) if g in held]
+    return train, test
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group: int = 16
+) -> list[list[int]]:
+    """Indices of each batch for one epoch: shuffled, then sorted by length inside mega-batches
+    of `group` batches, so a batch holds similar lengths and padding stays small.
+
+    Depends only on (lengths, batch_size, seed, epoch): a resumed run sees the same batches.
+    """
+    rng = random.Random(stable_seed(seed, "batches", epoch))
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * group
+    batches = []
+    for start in range(0, len(order), mega):
+        chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def pad_batch(
+    sequences: Sequence[Sequence[int]], pad_id: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Right-pad to the longest sequence: (input_ids, attention_mask)."""
+    width = max(len(s) for s in sequences)
+    ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
+    mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
+    return ids, mask

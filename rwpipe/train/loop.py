@@ -1,0 +1,206 @@
+"""The training loop every reward model shares: length-grouped micro-batches, gradient
+accumulation, AdamW with linear warmup and decay, gradient clipping, an eval pass each epoch,
+and checkpoints that resume exactly.
+
+A checkpoint holds the trainable weights, the optimizer and scheduler states, every RNG state
+and the position in the data (epoch, micro-batch); the batches of an epoch depend only on the
+seed and the epoch (`length_grouped_batches`), so a run killed and resumed replays the same
+micro-batches in the same order and reproduces the uninterrupted run's losses.
+
+Distributed: under `accelerate launch` (DDP, FSDP or DeepSpeed, see configs/accelerate/), the
+model and optimizer go through `Accelerator.prepare` and each process takes every
+`num_processes`-th micro-batch; single-process CPU is the default.
+"""
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from rwpipe.train.data import length_grouped_batches
+from rwpipe.train.models import Backbone, trainable_state
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    micro: int = 0  # micro-batches done in this epoch
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per optimizer step
+    evals: list[dict[str, Any]] = field(default_factory=list)  # one record per epoch
+    tokens: int = 0  # real (non-padding) tokens trained on
+    seconds: float = 0.0
+
+
+def _schedule(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+class Checkpointer:
+    """Atomic checkpoints in `directory/ckpt` (written to ckpt.tmp, then renamed)."""
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.dir, self.fingerprint = directory, fingerprint
+        self.path = directory / "ckpt"
+
+    def save(self, backbone: Backbone, optimizer, scheduler, state: TrainState) -> None:
+        tmp = self.dir / "ckpt.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        weights = {n: p.detach().cpu().contiguous() for n, p in trainable_state(backbone.model)}
+        save_file(weights, str(tmp / "trainable.safetensors"))
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "python": random.getstate(),
+                    "numpy": np.random.get_state(),
+                },
+            },
+            tmp / "optim.pt",
+        )
+        meta = {"fingerprint": self.fingerprint, "state": asdict(state)}
+        (tmp / "state.json").write_text(json.dumps(meta))
+        old = self.dir / "ckpt.old"
+        if self.path.exists():
+            self.path.rename(old)
+        tmp.rename(self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, backbone: Backbone, optimizer, scheduler) -> TrainState | None:
+        """Restore the checkpoint if it exists and was made with the same fingerprint."""
+        if not (self.path / "state.json").is_file():
+            return None
+        meta = json.loads((self.path / "state.json").read_text())
+        if meta["fingerprint"] != self.fingerprint:
+            shutil.rmtree(self.path)  # another configuration's: start over
+            return None
+        weights = load_file(str(self.path / "trainable.safetensors"))
+        params = dict(trainable_state(backbone.model))
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        blob = torch.load(self.path / "optim.pt", weights_only=False)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        torch.set_rng_state(blob["rng"]["torch"])
+        random.setstate(blob["rng"]["python"])
+        np.random.set_state(blob["rng"]["numpy"])
+        return TrainState(**meta["state"])
+
+
+def fit(
+    backbone: Backbone,
+    items: Sequence[Any],
+    lengths: Sequence[int],
+    *,
+    objective: str,
+    optim: Any,
+    seed: int,
+    checkpointer: Checkpointer,
+    evaluate: Callable[[], dict[str, Any]] | None = None,
+    advance: Callable[[int, int], None] | None = None,
+    stop_after_steps: int | None = None,
+) -> TrainState:
+    """Train `backbone` on `items` (examples or pairs) for `optim.epochs` epochs.
+
+    Args:
+        items, lengths: the training units and their token counts (for batching).
+        objective: the loss (see `Backbone.loss`).
+        optim: the `optim` params (lr, batch size, accumulation, ...).
+        checkpointer: where checkpoints go; an existing matching one is resumed.
+        evaluate: run after each epoch; its dict is stored in `state.evals`.
+        advance: progress callback (items, tokens).
+        stop_after_steps: stop (after checkpointing) once this many optimizer steps are done;
+            for tests of resume.
+
+    Returns:
+        The final state: per-step losses, per-epoch evals, tokens and seconds.
+    """
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=backbone.device.type == "cpu")
+    model = backbone.model
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    per_epoch = math.ceil(len(items) / optim.batch_size)
+    total_steps = max(1, math.ceil(per_epoch / optim.grad_accum) * optim.epochs)
+    warmup = int(optim.warmup_ratio * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(warmup, total_steps))
+    torch.manual_seed(seed)
+    random.seed(seed)
+    state = checkpointer.load(backbone, optimizer, scheduler) or TrainState()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    backbone.model = model
+    world, rank = accelerator.num_processes, accelerator.process_index
+
+    model.train()
+    while state.epoch < optim.epochs:
+        batches = length_grouped_batches(lengths, optim.batch_size, seed, state.epoch)
+        accum_loss, accum_n = 0.0, 0
+        for index in range(state.micro, len(batches)):
+            start = time.perf_counter()
+            if index % world == rank:
+                batch = [items[i] for i in batches[index]]
+                loss = backbone.loss(batch, objective) / optim.grad_accum
+                accelerator.backward(loss)
+                accum_loss += float(loss.detach()) * optim.grad_accum
+                accum_n += 1
+            tokens = sum(lengths[i] for i in batches[index])
+            state.micro, state.tokens = index + 1, state.tokens + tokens
+            last = index + 1 == len(batches)
+            if state.micro % optim.grad_accum == 0 or last:
+                norm = accelerator.clip_grad_norm_(params, optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.history.append(
+                    {
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "loss": round(accum_loss / max(accum_n, 1), 6),
+                        "grad_norm": round(float(norm), 4),
+                        "lr": scheduler.get_last_lr()[0],
+                    }
+                )
+                accum_loss, accum_n = 0.0, 0
+            state.seconds += time.perf_counter() - start
+            if advance:
+                advance(len(batches[index]), tokens)
+            at_step_end = state.micro % optim.grad_accum == 0 or last
+            if last:
+                state.epoch, state.micro = state.epoch + 1, 0
+                if evaluate:
+                    model.eval()
+                    state.evals.append({"epoch": state.epoch} | evaluate())
+                    model.train()
+            if at_step_end and (
+                last or state.step % optim.checkpoint_every == 0 or state.step == stop_after_steps
+            ):
+                if accelerator.is_main_process:
+                    checkpointer.save(backbone, optimizer, scheduler, state)
+                accelerator.wait_for_everyone()
+            if at_step_end and state.step == stop_after_steps:
+                return state
+            if last:
+                break
+    model.eval()
+    backbone.model = accelerator.unwrap_model(model)
+    return state

@@ -1,0 +1,224 @@
+"""Reward-model backbones: load with the right head (and LoRA), compute losses, score, save.
+
+Kinds:
+- `orm`: sequence classification, one scalar per solution (read at its last token).
+- `prm`: token classification, one logit per position, read at each step's last token.
+- `implicit_prm`: a causal LM; reward = beta * log(pi / pi_ref) summed over response tokens,
+  the reference being the same weights with the LoRA adapter off (or a frozen copy).
+"""
+
+import contextlib
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rwpipe.train.data import Example, encode_solution, pad_batch
+from rwpipe.train.losses import (
+    bradley_terry_loss,
+    implicit_prm_loss,
+    implicit_rewards,
+    pointwise_bce_loss,
+    step_bce_loss,
+    token_logprobs,
+)
+
+KINDS = ("orm", "prm", "implicit_prm")
+CARD = "rwpipe-model.json"
+
+
+@dataclass
+class Backbone:
+    """A model being trained or used to score, with what reading it needs."""
+
+    kind: str
+    model: Any
+    tokenizer: Any
+    device: torch.device
+    step_tag: str = ""
+    beta: float = 0.05
+    reference: Any = None  # implicit_prm without LoRA: a frozen copy
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
+    def tensors(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = pad_batch(sequences, self.pad_id)
+        return (
+            torch.tensor(ids, device=self.device),
+            torch.tensor(mask, device=self.device),
+        )
+
+    # -- forward passes ------------------------------------------------------------------------
+
+    def sequence_scores(self, examples: Sequence[Example]) -> torch.Tensor:
+        """orm: one logit per example."""
+        ids, mask = self.tensors([e.input_ids for e in examples])
+        logits = self.model(input_ids=ids, attention_mask=mask).logits  # (B, seq, 1) or (B, 1)
+        if logits.dim() == 3:  # token head: read the last real token
+            last = mask.sum(-1) - 1
+            logits = logits[torch.arange(len(examples)), last]
+        return logits.squeeze(-1).float()
+
+    def token_logits(self, examples: Sequence[Example]) -> torch.Tensor:
+        """prm: one logit per position, (B, seq)."""
+        ids, mask = self.tensors([e.input_ids for e in examples])
+        return self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
+
+    def _ref_context(self) -> contextlib.AbstractContextManager:
+        if self.reference is None and hasattr(self.model, "disable_adapter"):
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
+
+    def _logps(self, examples: Sequence[Example]) -> tuple[torch.Tensor, ...]:
+        """implicit_prm: log-probs of each next token under the model and the reference, and
+        the mask of response tokens, all (B, seq-1): position t-1 is token t."""
+        ids, mask = self.tensors([e.input_ids for e in examples])
+        logps = token_logprobs(self.model(input_ids=ids, attention_mask=mask).logits, ids)
+        with torch.no_grad(), self._ref_context():
+            ref_model = self.reference if self.reference is not None else self.model
+            ref = token_logprobs(ref_model(input_ids=ids, attention_mask=mask).logits, ids)
+        response = torch.zeros_like(logps)
+        for b, e in enumerate(examples):
+            response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
+        return logps, ref, response
+
+    def token_rewards(self, examples: Sequence[Example]) -> torch.Tensor:
+        """implicit_prm: per-token beta*log(pi/pi_ref) on response tokens, (B, seq-1)."""
+        logps, ref, response = self._logps(examples)
+        return implicit_rewards(logps, ref, response, self.beta)
+
+    # -- losses --------------------------------------------------------------------------------
+
+    def loss(self, batch: Sequence[Any], objective: str) -> torch.Tensor:
+        """The training loss of one micro-batch (examples, or (chosen, rejected) pairs)."""
+        if objective == "bt":
+            flat = [e for pair in batch for e in pair]
+            scores = self.sequence_scores(flat)
+            return bradley_terry_loss(scores[0::2], scores[1::2])
+        if objective == "pointwise":
+            scores = self.sequence_scores(batch)
+            return pointwise_bce_loss(scores, torch.tensor([e.outcome for e in batch]))
+        if objective == "step":
+            logits = self.token_logits(batch)
+            targets, mask = torch.zeros_like(logits), torch.zeros_like(logits)
+            for b, e in enumerate(batch):
+                for pos, t in zip(e.step_ends, e.step_targets, strict=True):
+                    if t is not None:
+                        targets[b, pos], mask[b, pos] = t, 1
+            return step_bce_loss(logits, targets, mask)
+        if objective == "implicit":
+            logps, ref, response = self._logps(batch)
+            outcomes = torch.tensor([e.outcome for e in batch], device=logps.device)
+            return implicit_prm_loss(logps, ref, response, outcomes, self.beta)
+        raise ValueError(f"unknown objective {objective!r}")
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(self, examples: Sequence[Example]) -> list[tuple[float, list[float]]]:
+        """(outcome score, step scores) per example.
+
+        orm: sigmoid(logit), no step scores. prm: sigmoid at each step end; the outcome score
+        is the last step's (None when no step fit). implicit_prm: each step's summed implicit
+        reward; the outcome score is sigmoid of the total (the model's P(correct)).
+        """
+        if self.kind == "orm":
+            return [(float(s), []) for s in torch.sigmoid(self.sequence_scores(examples))]
+        if self.kind == "prm":
+            probs = torch.sigmoid(self.token_logits(examples))
+            out = []
+            for b, e in enumerate(examples):
+                steps = [float(probs[b, p]) for p in e.step_ends]
+                out.append((steps[-1] if steps else None, steps))
+            return out
+        rewards = self.token_rewards(examples)
+        out = []
+        for b, e in enumerate(examples):
+            # token t's reward sits at position t-1: step j spans [end_{j-1}, end_j)
+            bounds = [max(e.prompt_len - 1, 0), *e.step_ends]
+            steps = [float(rewards[b, lo:hi].sum()) for lo, hi in itertools.pairwise(bounds)]
+            out.append((float(torch.sigmoid(rewards[b].sum())), steps))
+        return out
+
+    def encode(self, prompt: str, steps: Sequence[str], max_length: int = 0) -> Example:
+        tag = self.step_tag if self.kind == "prm" else ""
+        enc = encode_solution(self.tokenizer, prompt, steps, tag, max_length)
+        return Example(enc.input_ids, enc.prompt_len, enc.step_ends)
+
+
+def load_backbone(
+    model_dir: str | Path,
+    kind: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    lora: Any = None,
+    step_tag: str = "",
+    beta: float = 0.05,
+    gradient_checkpointing: bool = False,
+) -> Backbone:
+    """Load `model_dir` with the head `kind` needs, LoRA-wrapped when `lora.enabled`."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if kind == "orm":
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=1, dtype=dtype, pad_token_id=pad
+        )
+    elif kind == "prm":
+        model = AutoModelForTokenClassification.from_pretrained(
+            model_dir, num_labels=1, dtype=dtype
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    model.config.pad_token_id = pad
+    reference = None
+    if kind == "implicit_prm" and not (lora and lora.enabled):
+        reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+        reference.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora and lora.enabled:
+        from peft import LoraConfig, get_peft_model
+
+        task = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM"}[kind]
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=task,
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=list(lora.target_modules),
+                modules_to_save=["score"] if kind != "implicit_prm" else None,
+            ),
+        )
+    return Backbone(kind, model.to(device), tokenizer, device, step_tag, beta, reference)
+
+
+def save_backbone(backbone: Backbone, out_dir: Path, card: dict[str, Any]) -> None:
+    """Write a plain transformers directory (LoRA merged in) plus rwpipe's model card."""
+    model = backbone.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    backbone.tokenizer.save_pretrained(out_dir)
+    info = {"kind": backbone.kind, "step_tag": backbone.step_tag, "beta": backbone.beta} | card
+    (out_dir / CARD).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def trainable_state(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    return ((n, p) for n, p in model.named_parameters() if p.requires_grad)
