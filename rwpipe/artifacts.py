@@ -186,15 +186,18 @@ def write_artifact(
     return table
 
 
-def read_artifact(path: str | os.PathLike, name: str) -> pa.Table:
-    """Read artifact `name` from `path`, checking kind, version, schema and invariants.
+def read_artifact(path: str | os.PathLike, name: str | tuple[str, ...]) -> pa.Table:
+    """Read artifact `name` (or any of several kinds) from `path`, checking kind, version,
+    schema and invariants.
 
     Raises:
         ArtifactError: one line naming `path` and what is wrong with it.
     """
     path = Path(path)
+    names = (name,) if isinstance(name, str) else name
+    expected = " or ".join(f"'{n}'" for n in names)
     if not path.is_file():
-        raise ArtifactError(f"{path}: no such file (expected a '{name}' artifact)")
+        raise ArtifactError(f"{path}: no such file (expected a {expected} artifact)")
     try:
         with pa.memory_map(str(path)) as source:
             table = pa.ipc.open_file(source).read_all()
@@ -208,8 +211,9 @@ def read_artifact(path: str | os.PathLike, name: str) -> pa.Table:
         raise ArtifactError(
             f"{path}: not an rwpipe artifact (no {META_ARTIFACT.decode()} metadata)"
         )
-    if found.decode() != name:
-        raise ArtifactError(f"{path}: is a '{found.decode()}' artifact, expected '{name}'")
+    name = found.decode()
+    if name not in names:
+        raise ArtifactError(f"{path}: is a '{name}' artifact, expected {expected}")
     version = meta.get(META_VERSION, b"?").decode()
     if not version.isdigit() or int(version) not in SUPPORTED_VERSIONS:
         raise ArtifactError(

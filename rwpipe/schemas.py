@@ -139,8 +139,29 @@ LABELS = ArtifactSpec(
     non_empty=("problem_id",),
 )
 
+SCORE_FORMATS = ("rwpipe", "math_shepherd", "qwen_prm", "trl_prm")
+
+SCORES = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("sample_idx", pa.int32()),
+            _f("split", pa.string()),
+            _f("model", pa.string()),  # the scoring model's directory name or hub id
+            _f("kind", pa.string()),  # orm | prm | implicit_prm
+            _f("format", pa.string()),  # how the model reads solutions (rwpipe.score)
+            _f("outcome_score", pa.float32(), nullable=True),  # null: no step survived truncation
+            _f("step_scores", pa.list_(pa.float32())),  # per step (kept steps; empty for an ORM)
+        ]
+    ),
+    key=("problem_id", "sample_idx"),
+    choices={"split": SPLITS, "kind": ("orm", "prm", "implicit_prm"), "format": SCORE_FORMATS},
+    non_empty=("problem_id",),
+)
+
 SPECS: dict[str, ArtifactSpec] = {
     "problems": PROBLEMS,
     "rollouts": ROLLOUTS,
     "labels": LABELS,
+    "scores": SCORES,
 }
