@@ -27,14 +27,22 @@ def _run(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 def test_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("model", "prepare"):
+    for command in COMMANDS:
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["model", "prepare"])
+COMMANDS = ["model", "prepare", "rollout", "annotate", "train-rm", "train-prm"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_stage_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "--params" in result.output
+
+
+def test_score_help():
+    result = runner.invoke(app, ["score", "--help"])
+    assert result.exit_code == 0 and "--format" in result.output
 
 
 def test_help_does_not_import_heavy_backends():

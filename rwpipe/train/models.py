@@ -217,7 +217,35 @@ def save_backbone(backbone: Backbone, out_dir: Path, card: dict[str, Any]) -> No
     model.save_pretrained(out_dir, safe_serialization=True)
     backbone.tokenizer.save_pretrained(out_dir)
     info = {"kind": backbone.kind, "step_tag": backbone.step_tag, "beta": backbone.beta} | card
-    (out_dir / CARD).write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(info, indent=2, sort_keys=True, default=str)
+    (out_dir / CARD).write_text(text + "\n")
+    (out_dir / "README.md").write_text(_model_card(info, text))
+
+
+READING = {
+    "orm": "AutoModelForSequenceClassification; sigmoid(logit) = P(solution correct).",
+    "prm": "AutoModelForTokenClassification (1 label); sigmoid(logit) at the last token of each "
+    "step (after appending the step tag) = P(step correct).",
+    "implicit_prm": "AutoModelForCausalLM; step reward = beta * sum over the step's tokens of "
+    "log p(token) - log p_ref(token), p_ref = the base model.",
+}
+
+
+def _model_card(info: dict[str, Any], text: str) -> str:
+    """A Hugging Face model card: what the model is, how to read it, what produced it."""
+    metrics = info.get("metrics") or {}
+    rows = "\n".join(
+        f"| {k} | {v} |" for k, v in sorted(metrics.items()) if isinstance(v, int | float)
+    )
+    return (
+        f"---\nlibrary_name: transformers\ntags: [rwpipe, reward-model, {info['kind']}]\n---\n\n"
+        f"# {info['kind']} trained by rwpipe\n\n"
+        f"Base model: `{info.get('base_model', '?')}`. "
+        f"Training data: `{info.get('data', '?')}`.\n\n"
+        f"How to read it: {READING[info['kind']]} Or: `rwpipe score ROLLOUTS THIS_DIR OUT`.\n\n"
+        f"## Held-out metrics\n\n| metric | value |\n| --- | --- |\n{rows}\n\n"
+        f"## Everything rwpipe recorded\n\n```json\n{text}\n```\n"
+    )
 
 
 def trainable_state(model: Any) -> Iterator[tuple[str, torch.Tensor]]:
