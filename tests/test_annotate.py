@@ -263,8 +263,11 @@ def test_stage_labels_real_rollouts_through_vllm(tmp_path, real_rollouts, smollm
         )
         if r["status"] == "labelled":
             assert r["first_error"] is not None and -1 <= r["first_error"] < n
-            hard = [h for h in r["step_hard"] if h is not None]
-            assert hard and all(h == 1 for h in hard[:-1])  # 1s up to the first 0
+            hard, fe = r["step_hard"], r["first_error"]
+            assert all(h == 1 for h in hard[: fe if fe >= 0 else n])  # 1s before the error
+            assert fe == -1 or hard[fe] == 0
+            if method == "omegaprm":  # labels stop at the first error
+                assert all(h is None for h in hard[fe + 1 :]) if fe >= 0 else None not in hard
     sampled = [r for r in rows if r["status"] == "labelled"]
     stats = artifacts.artifact_metadata(table)["stats"]
     assert stats["tokens"] == sum(r["tokens"] for r in rows)

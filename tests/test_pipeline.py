@@ -49,12 +49,13 @@ def repo(tmp_path_factory) -> Path:
             shutil.copy2(src, dst)
     # The shipped params at toy size: this checks the DVC wiring, not the models.
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["prepare"] |= {"n_train": 4, "n_eval": 2}
+    # The kinds SmolLM2-135M solves most often, so the reward models see both outcomes.
+    params["prepare"] |= {"n_train": 6, "n_eval": 2, "synthetic": {"kinds": ["mul", "add"]}}
     params["rollout"]["sampling"] |= {"n": 4, "max_new_tokens": 64}
     params["annotate"]["completion"] |= {"k": 2, "k_first": 1, "max_new_tokens": 32}
     for section in ("train_rm", "train_prm"):
         params[section]["optim"] |= {"epochs": 1, "batch_size": 4, "max_length": 256}
-        params[section]["eval_fraction"] = 0.25
+        params[section]["eval_fraction"] = 0.3
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
@@ -74,7 +75,7 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert set(problems["split"].to_pylist()) == {"train", "eval"}
     rollouts = artifacts.read_artifact(repo / "data" / "rollouts.arrow", "rollouts")
     labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
-    assert rollouts.num_rows == labels.num_rows == 6 * 4
+    assert rollouts.num_rows == labels.num_rows == 8 * 4
     for name in ("orm", "prm"):
         assert (repo / "data" / "models" / name / "rwpipe-model.json").is_file()
     assert (repo / "data" / "train_prm" / "metrics.json").is_file()
