@@ -18,6 +18,7 @@ Results: bench/results/train.json.
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -103,7 +104,8 @@ def child_trl(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = PRMConfig(
             output_dir=tmp, per_device_train_batch_size=args.batch_size,
-            num_train_epochs=args.epochs, learning_rate=LR, warmup_ratio=WARMUP,
+            num_train_epochs=args.epochs, learning_rate=LR,
+            warmup_steps=int(WARMUP * math.ceil(args.solutions / args.batch_size) * args.epochs),
             lr_scheduler_type="linear", bf16=False, fp16=False, use_cpu=True,
             max_length=MAX_LENGTH, max_completion_length=None, step_separator=SEPARATOR,
             logging_steps=1, save_strategy="no", report_to=[], seed=0,
