@@ -169,24 +169,20 @@ def child_processbench(args: argparse.Namespace) -> dict:
     return out
 
 
-def processbench_scores(labels: list[int], pred: list[int], seed: int = 0) -> dict[str, float]:
-    """ProcessBench accuracy on erroneous / correct solutions, F1, and 95% bootstrap intervals."""
+def processbench_scores(labels: list[int], pred: list[int]) -> dict[str, float]:
+    """ProcessBench accuracy on erroneous / correct solutions and F1, with 95% bootstrap
+    intervals (resampling solutions)."""
+    from rwpipe.eval.metrics import processbench
+    from rwpipe.train.metrics import bootstrap_ci
 
-    def scores(idx: list[int]) -> tuple[float, float, float]:
-        err = [pred[i] == labels[i] for i in idx if labels[i] >= 0]
-        ok = [pred[i] == -1 for i in idx if labels[i] < 0]
-        a = sum(err) / len(err) if err else 0.0
-        b = sum(ok) / len(ok) if ok else 0.0
-        return a, b, (2 * a * b / (a + b) if a + b else 0.0)
-
-    point = scores(list(range(len(labels))))
-    rng = random.Random(seed)
-    boot = [scores([rng.randrange(len(labels)) for _ in labels]) for _ in range(2000)]
     out = {}
-    for j, name in enumerate(("acc_erroneous", "acc_correct", "f1")):
-        dist = sorted(b[j] for b in boot)
-        out[name] = round(point[j], 3)
-        out[f"{name}_ci95_lo"], out[f"{name}_ci95_hi"] = round(dist[50], 3), round(dist[1949], 3)
+    for name, value in processbench(pred, labels).items():
+        lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels, draws=2000)
+        out |= {
+            name: round(value, 3),
+            f"{name}_ci95_lo": round(lo, 3),
+            f"{name}_ci95_hi": round(hi, 3),
+        }
     return out
 
 

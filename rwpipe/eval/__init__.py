@@ -1,0 +1,1 @@
+"""Evaluation: policy accuracy, reward-model metrics and test-time selection curves."""

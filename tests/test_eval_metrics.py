@@ -1,0 +1,78 @@
+"""Evaluation metrics against hand-computed examples.
+
+python -m pytest tests/test_eval_metrics.py -q
+"""
+
+import math
+
+import pytest
+
+from rwpipe.eval.metrics import (
+    aggregate,
+    best_of_n,
+    first_error,
+    majority_vote,
+    pass_at_k,
+    pick_best,
+    pick_majority,
+    processbench,
+)
+
+
+def test_pass_at_k_by_hand():
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)  # 1 - C(3,2)/C(4,2)
+    assert pass_at_k(5, 2, 3) == pytest.approx(1 - 1 / 10)  # 1 - C(3,3)/C(5,3)
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 3, 2) == 1.0
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+
+
+def test_majority_vote_ties_abstentions_and_weights():
+    assert majority_vote(["3", "4", "4", "3"]) == "3"  # tie: the first seen wins
+    assert majority_vote([None, "5", None]) == "5"
+    assert majority_vote([None, None]) is None
+    assert majority_vote(["3", "4", "4"], [0.9, 0.2, 0.3]) == "3"
+
+
+def test_aggregations_by_hand():
+    s = [0.9, 0.5, 0.8]
+    assert aggregate(s, "min") == 0.5 and aggregate(s, "last") == 0.8
+    assert aggregate(s, "prod") == pytest.approx(0.36)
+    assert aggregate(s, "mean") == pytest.approx(2.2 / 3)
+    assert math.isnan(aggregate([], "min"))
+
+
+def test_first_error_threshold():
+    assert first_error([0.9, 0.4, 0.2], 0.5) == 1
+    assert first_error([0.9, 0.6], 0.5) == -1
+
+
+def test_processbench_f1_by_hand_and_degenerate_subsets():
+    labels = [-1, -1, 2, 0, 1]
+    pred = [-1, 3, 2, 1, 1]
+    r = processbench(pred, labels)
+    assert r["acc_correct"] == 0.5 and r["acc_erroneous"] == pytest.approx(2 / 3)
+    assert r["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    all_correct = processbench([-1, -1], [-1, -1])
+    assert all_correct["acc_correct"] == 1.0 and math.isnan(all_correct["f1"])
+    all_wrong = processbench([0, 0], [1, 2])
+    assert all_wrong["acc_erroneous"] == 0.0 and math.isnan(all_wrong["acc_correct"])
+    assert processbench([0, 0], [-1, 1])["f1"] == 0.0  # both subsets present, both missed
+
+
+def test_best_of_n_selection_rules():
+    # one problem: the highest score is wrong, the majority answer is right
+    group = [("4", True, 0.2), ("4", True, 0.3), ("5", False, 0.9)]
+    mean, _ = best_of_n([group], 3, pick_best, draws=5)
+    assert mean == 0.0
+    assert best_of_n([group], 3, lambda s: pick_majority(s, weighted=False), draws=5)[0] == 1.0
+    # weighted: "4" totals 0.5, "5" 0.9
+    assert best_of_n([group], 3, lambda s: pick_majority(s, weighted=True), draws=5)[0] == 0.0
+    # a confident minority answer beats two weak votes only when weighted
+    split = [("4", True, 0.6), ("5", False, 0.2), ("5", False, 0.3)]
+    assert best_of_n([split], 3, lambda s: pick_majority(s, weighted=False), draws=3)[0] == 0.0
+    assert best_of_n([split], 3, lambda s: pick_majority(s, weighted=True), draws=3)[0] == 1.0
+    # n = 1 is mean accuracy; the standard error is over problems
+    mean, se = best_of_n([group, [("1", False, 0.5)]], 1, pick_best, draws=300, seed=1)
+    assert mean == pytest.approx((2 / 3 + 0) / 2, abs=0.05) and se > 0
