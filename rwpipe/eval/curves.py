@@ -1,0 +1,96 @@
+"""Policy accuracy and best-of-N / weighted-vote curves over an eval split's rollouts.
+
+Inputs are plain rows (rollouts artifact rows, plus optional reward scores keyed by
+(problem_id, sample_idx)), so the functions run the same on any policy and any reward model.
+"""
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rwpipe.eval.metrics import (
+    Aggregation,
+    aggregate,
+    best_of_n,
+    pass_at_k,
+    pick_best,
+    pick_majority,
+)
+
+Key = tuple[str, int]
+
+
+def _groups(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["problem_id"]].append(r)
+    return dict(sorted(groups.items()))
+
+
+def policy_accuracy(rows: Sequence[Mapping[str, Any]], ks: Sequence[int]) -> dict[str, float]:
+    """pass@k (unbiased, averaged over problems) for each k up to the samples per problem, and
+    the mean completion length in tokens."""
+    groups = _groups(rows)
+    n = min(len(g) for g in groups.values())
+    out: dict[str, float] = {"problems": len(groups), "samples_per_problem": n}
+    for k in (k for k in ks if k <= n):
+        values = [
+            pass_at_k(len(g), sum(r["verdict"] == "correct" for r in g), k) for g in groups.values()
+        ]
+        out[f"pass@{k}"] = sum(values) / len(values)
+    out["mean_tokens"] = sum(r["num_tokens"] for r in rows) / len(rows)
+    return out
+
+
+def selection_curves(
+    rows: Sequence[Mapping[str, Any]],
+    ns: Sequence[int],
+    scores: Mapping[str, Mapping[Key, tuple[float | None, Sequence[float]]]] | None = None,
+    aggregations: Sequence[Aggregation] = ("min", "last", "prod", "mean"),
+    draws: int = 50,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Accuracy of each selection rule at each N, averaged over random size-N subsets.
+
+    Rules: `pass@1` (a random sample), `majority` (vote on the extracted answers), and per
+    reward model in `scores` (name -> key -> (outcome score, step scores)): `<name>` best-of-N
+    by the outcome score for ORMs, `<name>_<agg>` best-of-N by aggregated step scores and
+    `<name>_<agg>_weighted` PRM-weighted majority vote for PRMs.
+
+    Returns:
+        One record per (rule, N): {"rule", "n", "accuracy", "stderr"} (stderr over problems).
+    """
+    groups = list(_groups(rows).values())
+    top = min(len(g) for g in groups)
+    rules: dict[str, tuple[list[list[tuple]], Any]] = {}
+
+    def samples(score_of) -> list[list[tuple]]:
+        return [[(r["pred"], r["verdict"] == "correct", score_of(r)) for r in g] for g in groups]
+
+    plain = samples(lambda r: 0.0)
+    rules["pass@1"] = (plain, lambda s: s[0][1])
+    rules["majority"] = (plain, lambda s: pick_majority(s, weighted=False))
+    for name, by_key in (scores or {}).items():
+
+        def get(r, agg=None, by_key=by_key):
+            outcome, steps = by_key[(r["problem_id"], r["sample_idx"])]
+            value = aggregate(steps, agg) if agg else outcome
+            return float("-inf") if value is None or value != value else value
+
+        has_steps = any(steps for _, steps in by_key.values())
+        if not has_steps:
+            rules[name] = (samples(get), pick_best)
+            continue
+        for agg in aggregations:
+            scored = samples(lambda r, agg=agg: get(r, agg))
+            rules[f"{name}_{agg}"] = (scored, pick_best)
+            rules[f"{name}_{agg}_weighted"] = (
+                [[(a, c, max(s, 0.0)) for a, c, s in g] for g in scored],
+                lambda s: pick_majority(s, weighted=True),
+            )
+    out = []
+    for rule, (data, select) in rules.items():
+        for n in (n for n in ns if n <= top):
+            mean, se = best_of_n(data, n, select, draws=draws, seed=seed)
+            out.append({"rule": rule, "n": n, "accuracy": mean, "stderr": se})
+    return out

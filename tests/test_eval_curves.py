@@ -1,0 +1,42 @@
+"""Policy accuracy and selection curves on hand-made rollouts.
+
+python -m pytest tests/test_eval_curves.py -q
+"""
+
+import pytest
+
+from rwpipe.eval.curves import policy_accuracy, selection_curves
+
+
+def _row(pid, idx, pred, correct, tokens=10):
+    return {"problem_id": pid, "sample_idx": idx, "pred": pred, "num_tokens": tokens,
+            "verdict": "correct" if correct else "incorrect"}  # fmt: skip
+
+
+ROWS = [
+    _row("a", 0, "4", True), _row("a", 1, "4", True), _row("a", 2, "5", False),
+    _row("a", 3, "6", False),
+    _row("b", 0, "1", False), _row("b", 1, "2", False), _row("b", 2, "3", True),
+    _row("b", 3, "1", False, tokens=30),
+]  # fmt: skip
+
+
+def test_policy_accuracy_by_hand():
+    acc = policy_accuracy(ROWS, ks=[1, 2, 8])
+    assert acc["pass@1"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    # a: 1 - C(2,2)/C(4,2) = 5/6; b: 1 - C(3,2)/C(4,2) = 1/2
+    assert acc["pass@2"] == pytest.approx((5 / 6 + 1 / 2) / 2)
+    assert "pass@8" not in acc and acc["mean_tokens"] == pytest.approx(100 / 8)
+
+
+def test_selection_curves_rules_and_values():
+    # an ORM that ranks the correct samples first, and a PRM that ranks them last
+    orm = {(r["problem_id"], r["sample_idx"]): (1.0 if r["verdict"] == "correct" else 0.0, [])
+           for r in ROWS}  # fmt: skip
+    prm = {k: (None, [0.9, 1 - v]) for k, (v, _) in orm.items()}
+    curves = selection_curves(ROWS, [1, 4], {"orm": orm, "prm": prm}, ("min",), draws=20)
+    get = {(c["rule"], c["n"]): c["accuracy"] for c in curves}
+    assert get[("orm", 4)] == 1.0 and get[("prm_min", 4)] == 0.0
+    assert get[("majority", 4)] == pytest.approx(0.5)  # a: "4" wins; b: "1" wins (wrong)
+    assert get[("pass@1", 4)] == pytest.approx(0.375, abs=0.15)
+    assert ("prm_min_weighted", 4) in get and ("orm_min", 4) not in get
