@@ -231,6 +231,25 @@ class TrainPRMConfig:
             raise ValueError("need beta > 0 and 0 < eval_fraction < 1")
 
 
+@dataclass(frozen=True)
+class EvalConfig:
+    split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
+    ns: tuple[int, ...] = (1, 2, 4)  # best-of-N sizes (up to the samples per problem)
+    draws: int = 50  # random size-N subsets per problem
+    aggregations: tuple[Literal["min", "last", "prod", "mean"], ...] = (
+        "min", "last", "prod", "mean",
+    )  # fmt: skip
+    # A ProcessBench-format JSON to evaluate the PRM on as a critic ("" = skip).
+    processbench: str = ""
+    processbench_max: int = 0  # items (0 = all)
+    threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:
+            raise ValueError("ns must be non-empty and >= 1; draws and batch_size >= 1")
+
+
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
     "model": ModelConfig,
@@ -239,6 +258,7 @@ SECTIONS: dict[str, type] = {
     "annotate": AnnotateConfig,
     "train_rm": TrainRMConfig,
     "train_prm": TrainPRMConfig,
+    "eval": EvalConfig,
 }
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from rwpipe.errors import RwpipeError
 from stages.annotate import annotate
+from stages.eval import evaluate
 from stages.model import model
 from stages.prepare import prepare
 from stages.report import console
@@ -32,6 +33,7 @@ app.command()(annotate)
 app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)
+app.command("eval")(evaluate)
 
 
 def main() -> None:

@@ -40,3 +40,34 @@ def test_selection_curves_rules_and_values():
     assert get[("majority", 4)] == pytest.approx(0.5)  # a: "4" wins; b: "1" wins (wrong)
     assert get[("pass@1", 4)] == pytest.approx(0.375, abs=0.15)
     assert ("prm_min_weighted", 4) in get and ("orm_min", 4) not in get
+
+
+def test_processbench_protocol_with_a_scripted_scorer(tmp_path):
+    import json
+
+    from rwpipe.errors import InputError
+    from rwpipe.eval.processbench import evaluate, load_processbench
+
+    items = [
+        {"problem": "p1", "steps": ["a", "b", "c"], "label": 1},
+        {"problem": "p2", "steps": ["a", "b"], "label": -1},
+        {"problem": "p3", "steps": ["a", "b"], "label": -1},
+    ]
+    path = tmp_path / "pb.json"
+    path.write_text(json.dumps(items))
+    loaded = load_processbench(path)
+
+    class Scorer:  # flags every step containing "b"
+        def score(self, solutions, batch_size):
+            return [(None, [0.1 if "b" in s else 0.9 for s in sol.steps]) for sol in solutions]
+
+    r = evaluate(Scorer(), loaded, threshold=0.5)
+    assert (r["acc_erroneous"], r["acc_correct"], r["f1"]) == (1.0, 0.0, 0.0)
+    assert r["threshold_rule"] == "fixed 0.5" and r["solutions"] == 3
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"problem": "x", "steps": ["a"], "label": 3}]))
+    with pytest.raises(InputError, match="item 0 has label 3 for 1 steps"):
+        load_processbench(bad)
+    (tmp_path / "junk.json").write_text("[{")
+    with pytest.raises(InputError, match="junk.json: not a readable"):
+        load_processbench(tmp_path / "junk.json")

@@ -4,6 +4,7 @@ artifacts, a second `dvc repro` does nothing, `dvc exp run -S` overrides a param
     python -m pytest tests/test_pipeline.py -q
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,6 +80,10 @@ def test_repro_builds_then_is_a_no_op(repo):
     for name in ("orm", "prm"):
         assert (repo / "data" / "models" / name / "rwpipe-model.json").is_file()
     assert (repo / "data" / "train_prm" / "metrics.json").is_file()
+    metrics = json.loads((repo / "data" / "eval" / "metrics.json").read_text())
+    assert 0 <= metrics["policy"]["pass@1"] <= 1 and "orm" in metrics["best_of_n"]
+    assert "prm_min_weighted" in metrics["best_of_n"]
+    assert (repo / "data" / "eval" / "report.md").read_text().startswith("# rwpipe eval report")
     assert "Running stage 'prepare'" in out and "Running stage 'annotate'" in out
     again = _sh(repo, "dvc", "repro")
     assert "Running stage" not in again
@@ -94,3 +99,12 @@ def test_exp_run_overrides_a_param_and_reruns_only_that_stage(repo):
     assert not any(f"Running stage '{s}'" in out for s in ("model", "prepare", "rollout"))
     labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
     assert set(labels["method"].to_pylist()) == {"mc"}
+    assert "Running stage 'eval'" in out  # what follows annotate re-runs too
+
+
+def test_changing_only_eval_params_reruns_only_eval(repo):
+    _sh(repo, "dvc", "repro")
+    out = _sh(repo, "dvc", "exp", "run", "-S", "eval.draws=7")
+    assert "Running stage 'eval'" in out
+    others = ("model", "prepare", "rollout", "annotate", "train_rm", "train_prm")
+    assert not any(f"Running stage '{s}'" in out for s in others)

@@ -1,0 +1,66 @@
+"""ProcessBench protocol for any PRM: the first step scored below a threshold is the predicted
+error (-1 if none), compared with the human label; accuracy on erroneous and on correct
+solutions and their harmonic mean (F1), with 95% bootstrap intervals."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rwpipe.errors import InputError
+from rwpipe.eval.metrics import first_error, processbench
+from rwpipe.train.metrics import bootstrap_ci
+
+FIELDS = ("problem", "steps", "label")
+
+
+def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
+    """Items of a ProcessBench-format JSON (or JSONL) file: problem, steps, label (-1: none).
+
+    Raises:
+        InputError: unreadable file, or an item without the fields or with a bad label.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+        items = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a readable ProcessBench JSON file: {exc}") from None
+    for i, x in enumerate(items):
+        if not isinstance(x, dict) or any(k not in x for k in FIELDS):
+            raise InputError(f"{path}: item {i} lacks one of the fields {', '.join(FIELDS)}")
+        if not isinstance(x["steps"], list) or not -1 <= int(x["label"]) < len(x["steps"]):
+            raise InputError(f"{path}: item {i} has label {x['label']} for {len(x['steps'])} steps")
+    if not items:
+        raise InputError(f"{path}: no items")
+    return items[:limit] if limit else items
+
+
+def evaluate(
+    scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8
+) -> dict:
+    """Score every item's steps with `scorer` (rwpipe.score.Scorer) and apply the protocol."""
+    from rwpipe.backends import apply_chat_template
+    from rwpipe.score import Solution
+
+    tokenizer = getattr(getattr(scorer, "backbone", None), "tokenizer", None)
+    solutions = [
+        Solution(
+            x["problem"],
+            apply_chat_template(tokenizer, x["problem"]) if tokenizer is not None else "",
+            [s + "\n\n" for s in x["steps"][:-1]] + x["steps"][-1:],
+        )
+        for x in items
+    ]
+    scored = scorer.score(solutions, batch_size)
+    # a step cut by max_length has no score: it cannot be flagged
+    pred = [first_error(steps, threshold) for _, steps in scored]
+    labels = [int(x["label"]) for x in items]
+    out: dict[str, Any] = {"solutions": len(items), "threshold_rule": f"fixed {threshold}"}
+    for name, value in processbench(pred, labels).items():
+        lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
+        out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
+    return out

