@@ -1,0 +1,57 @@
+"""Strict, pure parsing of judge outputs.
+
+Both modes read the judge's *last* `\\boxed{...}` (the ProcessBench critic protocol and most
+judge prompts ask for the final decision boxed; earlier boxes are usually quoted working).
+Anything else (no box, an empty box, a value outside the allowed set, an index out of range) is
+an abstention: the caller stores None and the raw text, never guesses.
+"""
+
+import re
+
+VERDICTS = {
+    "correct": "correct", "yes": "correct", "true": "correct", "right": "correct",
+    "incorrect": "incorrect", "no": "incorrect", "false": "incorrect", "wrong": "incorrect",
+}  # fmt: skip
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last `\\boxed{...}` (balanced braces), or None."""
+    start = text.rfind("\\boxed{")
+    while start != -1:
+        depth, i = 0, start + len("\\boxed")
+        for j in range(i, len(text)):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[i + 1 : j]
+        start = text.rfind("\\boxed{", 0, start)  # unbalanced: try an earlier one
+    return None
+
+
+def _clean(value: str) -> str:
+    value = re.sub(r"\\text\{([^{}]*)\}", r"\1", value)
+    return value.strip().strip("$ .").lower()
+
+
+def parse_verdict(text: str) -> str | None:
+    """ "correct" / "incorrect" from the last boxed value, or None (abstain)."""
+    boxed = last_boxed(text)
+    return None if boxed is None else VERDICTS.get(_clean(boxed))
+
+
+def parse_first_error(text: str, num_steps: int) -> int | None:
+    """The 0-based index of the first wrong step (-1: none) from the last boxed value, or None.
+
+    Judges are asked for 0-based indices as in ProcessBench; an index outside
+    [-1, num_steps - 1] or a non-integer is an abstention.
+    """
+    boxed = last_boxed(text)
+    if boxed is None:
+        return None
+    value = _clean(boxed)
+    if not re.fullmatch(r"-?\d+", value):
+        return None
+    index = int(value)
+    return index if -1 <= index < num_steps else None
