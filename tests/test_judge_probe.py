@@ -1,0 +1,38 @@
+"""The master-key probe against the rule verifier (math-verify).
+
+python -m pytest tests/test_judge_probe.py -q
+"""
+
+import pytest
+
+from rwpipe.config import PrepareConfig
+from rwpipe.judge.probe import MASTER_KEYS, false_positive_rates
+from rwpipe.problems import build_problems
+from rwpipe.verify import VerifierPool
+
+
+def _rule_judge(pool):
+    def judge(questions, golds, responses):
+        return [v.verdict == "correct" for v in pool.check(golds, responses)]
+
+    return judge
+
+
+def test_rule_verifier_accepts_no_master_key():
+    rows, _ = build_problems(PrepareConfig(n_train=1, n_eval=48), seed=0)
+    problems = [(r["question"], r["answer"]) for r in rows if r["split"] == "eval"]
+    with VerifierPool() as pool:
+        rates = false_positive_rates(problems, _rule_judge(pool))
+    assert set(rates) == set(MASTER_KEYS)
+    assert rates == {k: 0.0 for k in MASTER_KEYS}, rates
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: with no boxed answer the verifier falls back to the last number, "
+    "so a response that repeats a question whose last number is the answer (10 - 5) passes",
+)
+def test_repeated_question_whose_last_number_is_the_answer():
+    with VerifierPool() as pool:
+        rates = false_positive_rates([("What is 10 - 5?", "5")], _rule_judge(pool))
+    assert rates["question_repeated"] == 0.0
