@@ -90,16 +90,16 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert "didn't change" in again or "up to date" in again
 
 
-def test_exp_run_overrides_a_param_and_reruns_only_that_stage(repo):
+def test_exp_run_reruns_the_changed_stage_and_what_follows(repo):
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
-    out = _sh(repo, "dvc", "exp", "run", "-S", "annotate.method=mc")
-    assert "Running stage 'annotate'" in out
-    assert not any(f"Running stage '{s}'" in out for s in ("model", "prepare", "rollout"))
-    labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
-    assert set(labels["method"].to_pylist()) == {"mc"}
-    assert "Running stage 'eval'" in out  # what follows annotate re-runs too
+    out = _sh(repo, "dvc", "exp", "run", "-S", "train_prm.targets=soft")
+    assert "Running stage 'train_prm'" in out and "Running stage 'eval'" in out
+    others = ("model", "prepare", "rollout", "annotate", "train_rm")
+    assert not any(f"Running stage '{s}'" in out for s in others)
+    card = json.loads((repo / "data" / "models" / "prm" / "rwpipe-model.json").read_text())
+    assert card["params"]["targets"] == "soft"
 
 
 def test_changing_only_eval_params_reruns_only_eval(repo):

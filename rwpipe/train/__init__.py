@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from rwpipe.artifacts import config_to_dict
 from rwpipe.config import TrainPRMConfig, TrainRMConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import progress_bar
@@ -189,7 +190,12 @@ def train_reward_model(
     } | (state.evals[-1] if state.evals else {})
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    card = {"base_model": str(base_dir), "params": cfg, "metrics": metrics, "data": where}
+    card = {
+        "base_model": str(base_dir),
+        "params": config_to_dict(cfg),
+        "metrics": metrics,
+        "data": where,
+    }
     save_backbone(backbone, tmp, card)
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
