@@ -232,6 +232,68 @@ class TrainPRMConfig:
 
 
 @dataclass(frozen=True)
+class RLSamplingConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ValueError("need temperature > 0, top_p in (0, 1] and max_new_tokens >= 1")
+
+
+@dataclass(frozen=True)
+class RewardsConfig:
+    """Reward terms and their weights (0 turns a term off)."""
+
+    verifiable: float = 1.0  # math-verify: 1 for a correct final answer, else 0
+    orm: float = 0.0  # the ORM's P(correct) (needs --orm)
+    prm: float = 0.0  # the PRM's step scores, through the credit rule (needs --prm)
+    implicit_prm: float = 0.0  # PRIME: an implicit PRM updated online from outcome labels
+    implicit_beta: float = 0.05
+    implicit_lr: float = 1.0e-4
+    length_penalty: float = 0.0  # minus this times (tokens / max_new_tokens)
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """GRPO-family policy optimisation (rwpipe.rl)."""
+
+    name: str = "policy-rl"  # the directory under data/models/
+    splits: tuple[Literal["train", "eval"], ...] = ("train",)  # problems to train on
+    system_prompt: str | None = None
+    prompt_template: str = "{question}"  # the same meaning as rollout's
+    steps: int = 8  # RL iterations (one group of samples and ppo_epochs updates each)
+    prompts_per_step: int = 8
+    group_size: int = 4  # completions per prompt (G)
+    estimator: Literal["grpo", "drgrpo", "rloo", "reinforce_pp"] = "grpo"
+    loss_agg: Literal["seq_mean_token_mean", "token_mean", "token_sum"] = "seq_mean_token_mean"
+    clip_low: float = 0.2  # ratio clipped to [1 - clip_low, 1 + clip_high]
+    clip_high: float = 0.2  # > clip_low: DAPO's clip-higher
+    kl_coef: float = 0.0  # k3 KL(pi || pi_ref) weight; the reference is the base policy
+    ppo_epochs: int = 1  # updates per batch (1: strictly on-policy, the ratio is 1)
+    credit: Literal["sum", "min_form", "clip", "delta"] = "min_form"  # PRM step rewards -> returns
+    clip_eta: float = 0.5  # credit clip: r' = min(r - eta, 0)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    sampling: RLSamplingConfig = field(default_factory=RLSamplingConfig)
+    engine: GenerationConfig = field(default_factory=GenerationConfig)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, batch_size=8))
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.prompts_per_step, self.ppo_epochs) < 1 or self.group_size < 2:
+            raise ValueError("need steps, prompts_per_step, ppo_epochs >= 1 and group_size >= 2")
+        if not 0 <= self.clip_low < 1 or self.clip_high < 0 or self.kl_coef < 0:
+            raise ValueError("need 0 <= clip_low < 1, clip_high >= 0 and kl_coef >= 0")
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain {question}")
+        if not self.splits:
+            raise ValueError("splits must be non-empty")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
     ns: tuple[int, ...] = (1, 2, 4)  # best-of-N sizes (up to the samples per problem)
@@ -258,6 +320,7 @@ SECTIONS: dict[str, type] = {
     "annotate": AnnotateConfig,
     "train_rm": TrainRMConfig,
     "train_prm": TrainPRMConfig,
+    "rl": RLConfig,
     "eval": EvalConfig,
 }
 

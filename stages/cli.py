@@ -14,6 +14,7 @@ from stages.annotate import annotate
 from stages.eval import evaluate
 from stages.model import model
 from stages.prepare import prepare
+from stages.rl import rl
 from stages.report import console
 from stages.rollout import rollout
 from stages.score import score
@@ -33,6 +34,7 @@ app.command()(annotate)
 app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)
+app.command()(rl)
 app.command("eval")(evaluate)
 
 
