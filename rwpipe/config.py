@@ -294,6 +294,27 @@ class RLConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """PRM-guided step-level beam search on eval problems (rwpipe.search)."""
+
+    problems: int = 0  # eval problems to search (the first ones; 0 = no search)
+    beam_width: int = 2
+    expansions: int = 2  # next steps sampled per live beam
+    max_steps: int = 8
+    step_max_tokens: int = 64
+    max_new_tokens: int = 192  # per solution: match rollout.sampling.max_new_tokens
+    temperature: float = 0.8
+    aggregation: Literal["min", "last", "prod", "mean"] = "last"
+    engine: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        if self.problems < 0 or min(self.beam_width, self.expansions, self.max_steps) < 1:
+            raise ValueError("need problems >= 0 and beam_width, expansions, max_steps >= 1")
+        if self.temperature <= 0:
+            raise ValueError("search samples: temperature must be > 0")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
     ns: tuple[int, ...] = (1, 2, 4)  # best-of-N sizes (up to the samples per problem)
@@ -306,6 +327,7 @@ class EvalConfig:
     processbench_max: int = 0  # items (0 = all)
     threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
     batch_size: int = 8
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def __post_init__(self) -> None:
         if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:

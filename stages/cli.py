@@ -14,8 +14,8 @@ from stages.annotate import annotate
 from stages.eval import evaluate
 from stages.model import model
 from stages.prepare import prepare
-from stages.rl import rl
 from stages.report import console
+from stages.rl import rl
 from stages.rollout import rollout
 from stages.score import score
 from stages.train import train_prm, train_rm

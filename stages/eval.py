@@ -18,9 +18,21 @@ from stages.report import print_summary
 ModelOpt = Annotated[Path | None, typer.Option(help="Reward model directory.")]
 
 
+RLRollouts = Annotated[
+    Path | None,
+    typer.Option(help="Rollouts of the RL policy on the same split: compared with the base."),
+]
+
+
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(help="Policy model for PRM-guided beam search (with eval.search.problems > 0)."),
+]
+
+
 def evaluate(
     rollouts: InFile, out: OutDir, *, orm: ModelOpt = None, prm: ModelOpt = None,
-    params: ParamsOpt = DEFAULT_PARAMS,
+    rl_rollouts: RLRollouts = None, policy: PolicyOpt = None, params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:  # fmt: skip
     """Evaluate the policy's rollouts and the reward models; write metrics, curves, report."""
     base = load_section(params, "base", BaseConfig)
@@ -29,12 +41,25 @@ def evaluate(
     rows = [r for r in table.to_pylist() if r["split"] == cfg.split]
     if not rows:
         raise InputError(f"{rollouts}: no rollouts in split {cfg.split}")
+    rl_rows = None
+    if rl_rollouts is not None:
+        rl_table = artifacts.read_artifact(rl_rollouts, "rollouts")
+        rl_rows = [r for r in rl_table.to_pylist() if r["split"] == cfg.split]
+        if not rl_rows:
+            raise InputError(f"{rl_rollouts}: no rollouts in split {cfg.split}")
+        shared = {r["problem_id"] for r in rows} & {r["problem_id"] for r in rl_rows}
+        if not shared:
+            raise InputError(f"{rl_rollouts}: no problem in common with {rollouts}")
+    if cfg.search.problems and (policy is None or prm is None):
+        raise InputError("eval.search.problems > 0 needs --policy DIR and --prm DIR")
+    if policy is not None and not (policy / "config.json").is_file():
+        raise InputError(f"{policy}: not a model directory (no config.json)")
     models = {name: path for name, path in (("orm", orm), ("prm", prm)) if path is not None}
     for path in models.values():
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a model directory (no config.json)")
     from rwpipe.eval import processbench
-    from rwpipe.eval.curves import policy_accuracy, selection_curves
+    from rwpipe.eval.curves import compare_policies, policy_accuracy, selection_curves
     from rwpipe.eval.report import write_outputs
     from rwpipe.progress import progress_bar
     from rwpipe.runtime import pick_device, seed_everything
@@ -45,6 +70,9 @@ def evaluate(
     seed_everything(base.seed)
     device = pick_device(base.device)
     metrics: dict = {"policy": policy_accuracy(rows, cfg.ns)}
+    if rl_rows is not None:
+        metrics["policy_rl"] = policy_accuracy(rl_rows, cfg.ns)
+        metrics["rl_vs_base"] = compare_policies(rows, rl_rows)
     scores = {}
     solutions = [Solution(r["question"], r["prompt"], r["steps"]) for r in rows]
     for name, path in models.items():
@@ -57,6 +85,19 @@ def evaluate(
         scores[name] = {
             (r["problem_id"], r["sample_idx"]): s for r, s in zip(rows, got, strict=True)
         }
+        if name == "prm" and cfg.search.problems and policy is not None:
+            from rwpipe.rollout import load_policy
+            from rwpipe.search import evaluate_search
+
+            generator = load_policy(str(policy), cfg.search.engine, device=base.device,
+                                    seed=base.seed)  # fmt: skip
+            try:
+                metrics["search"] = evaluate_search(
+                    rows, generator, scorer, scores[name], cfg.search, seed=base.seed,
+                    separator=_separator(base), draws=cfg.draws, batch_size=cfg.batch_size,
+                )  # fmt: skip
+            finally:
+                generator.close()
         if name == "prm" and items is not None:
             metrics["processbench"] = processbench.evaluate(
                 scorer, items, cfg.threshold, cfg.batch_size
@@ -70,3 +111,8 @@ def evaluate(
         f"eval -> {out}",
         metrics["policy"] | {f"N={top} " + k: round(v, 3) for k, v in metrics["best_of_n"].items()},
     )
+
+
+def _separator(base: BaseConfig) -> str:
+    """The stop string that ends one step under the step rule."""
+    return "\n\n" if base.step_split == "blank_line" else "\n"

@@ -3,6 +3,7 @@
 rwpipe rollout data/problems.arrow data/models/smollm2-135m-instruct data/rollouts.arrow
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -17,12 +18,24 @@ from stages.report import print_summary
 ModelDir = Annotated[Path, typer.Argument(help="Policy model directory.", show_default=False)]
 
 
+SplitsOpt = Annotated[
+    str | None,
+    typer.Option(help="Comma-separated splits, overriding rollout.splits (e.g. eval)."),
+]
+
+
 def rollout(
-    problems: InFile, model_dir: ModelDir, out: OutFile, *, params: ParamsOpt = DEFAULT_PARAMS
-) -> None:
+    problems: InFile, model_dir: ModelDir, out: OutFile, *, splits: SplitsOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
+) -> None:  # fmt: skip
     """Sample solutions for the selected splits, split them into steps and verify them."""
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "rollout", RolloutConfig)
+    if splits is not None:
+        chosen = tuple(s.strip() for s in splits.split(",") if s.strip())
+        if not chosen or any(s not in ("train", "eval") for s in chosen):
+            raise InputError(f"--splits {splits!r}: expected train, eval or train,eval")
+        cfg = dataclasses.replace(cfg, splits=chosen)
     from rwpipe.rollout import StepRule, load_policy, run_rollout, select_problems
 
     selected = select_problems(

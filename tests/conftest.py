@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -62,3 +63,31 @@ def smollm2(tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def smollm2_dir(smollm2) -> Path:
     return smollm2[0]
+
+
+@pytest.fixture(scope="session")
+def model_dir(smollm2_dir: Path) -> str:
+    """The real SmolLM2-135M-Instruct, converted once per session (tests/conftest.py)."""
+    return str(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def hf_generator(model_dir: str) -> Iterator:
+    """The real model on transformers, shared by every test that needs it."""
+    from rwpipe.backends import load_generator
+
+    generator = load_generator(model_dir, "hf", device="cpu")
+    yield generator
+    generator.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_generator(model_dir: str) -> Iterator:
+    """The real model on vLLM: one in-process engine per test session."""
+    from rwpipe.backends import is_vllm_available, load_generator
+
+    if not is_vllm_available():
+        pytest.skip("vllm is not installed")
+    generator = load_generator(model_dir, "vllm", device="auto", kv_cache_gib=1.0)
+    yield generator
+    generator.close()

@@ -4,15 +4,12 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rwpipe.backends import (
     Completion,
     SamplingParams,
-    is_vllm_available,
     load_generator,
     request_seed,
 )
@@ -58,28 +55,6 @@ def test_importing_backends_pulls_in_no_engine() -> None:
 
 # ----------------------------------------------------------------------------------------------
 # Slow: the real model on both engines
-
-
-@pytest.fixture(scope="session")
-def model_dir(smollm2_dir: Path) -> str:
-    """The real SmolLM2-135M-Instruct, converted once per session (tests/conftest.py)."""
-    return str(smollm2_dir)
-
-
-@pytest.fixture(scope="session")
-def hf_generator(model_dir: str) -> Iterator:
-    generator = load_generator(model_dir, "hf", device="cpu")
-    yield generator
-    generator.close()
-
-
-@pytest.fixture(scope="session")
-def vllm_generator(model_dir: str) -> Iterator:
-    if not is_vllm_available():
-        pytest.skip("vllm is not installed")
-    generator = load_generator(model_dir, "vllm", device="auto", kv_cache_gib=1.0)
-    yield generator
-    generator.close()
 
 
 @pytest.fixture(params=["hf", "vllm"])

@@ -5,7 +5,7 @@ python -m pytest tests/test_eval_curves.py -q
 
 import pytest
 
-from rwpipe.eval.curves import policy_accuracy, selection_curves
+from rwpipe.eval.curves import compare_policies, policy_accuracy, selection_curves
 
 
 def _row(pid, idx, pred, correct, tokens=10):
@@ -71,3 +71,17 @@ def test_processbench_protocol_with_a_scripted_scorer(tmp_path):
     (tmp_path / "junk.json").write_text("[{")
     with pytest.raises(InputError, match="junk.json: not a readable"):
         load_processbench(tmp_path / "junk.json")
+
+
+def test_compare_policies_pairs_problems_by_hand():
+    rl = [_row("a", i, "4", True) for i in range(4)] + [
+        _row("b", 0, "3", True), _row("b", 1, "3", True), _row("c", 0, "9", True),
+    ]  # fmt: skip
+    got = compare_policies(ROWS, rl)  # c is not in the base rollouts: left out
+    assert got["problems"] == 2
+    assert got["pass@1_base"] == pytest.approx(0.375) and got["pass@1_rl"] == pytest.approx(1.0)
+    # d = [1 - 1/2, 1 - 1/4] = [0.5, 0.75]: mean 0.625, sd 0.1768, half-width 1.96 * 0.125
+    assert got["delta"] == pytest.approx(0.625)
+    assert got["delta_ci95_hi"] - got["delta"] == pytest.approx(1.96 * 0.125, abs=1e-4)
+    with pytest.raises(ValueError, match="share no problem"):
+        compare_policies(ROWS, [_row("z", 0, "1", True)])

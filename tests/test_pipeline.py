@@ -57,6 +57,9 @@ def repo(tmp_path_factory) -> Path:
     for section in ("train_rm", "train_prm"):
         params[section]["optim"] |= {"epochs": 1, "batch_size": 4, "max_length": 256}
         params[section]["eval_fraction"] = 0.3
+    params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 4}
+    params["rl"]["sampling"] |= {"max_new_tokens": 48}
+    params["eval"]["search"] |= {"problems": 2, "max_steps": 2, "step_max_tokens": 24}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
@@ -83,6 +86,10 @@ def test_repro_builds_then_is_a_no_op(repo):
     metrics = json.loads((repo / "data" / "eval" / "metrics.json").read_text())
     assert 0 <= metrics["policy"]["pass@1"] <= 1 and "orm" in metrics["best_of_n"]
     assert "prm_min_weighted" in metrics["best_of_n"]
+    assert metrics["rl_vs_base"]["problems"] == 2 and "pass@1" in metrics["policy_rl"]
+    assert metrics["search"]["problems"] == 2 and metrics["search"]["tokens_per_problem"] > 0
+    rl = json.loads((repo / "data" / "rl" / "metrics.json").read_text())
+    assert rl["steps"] == 2 and (repo / "data" / "rl" / "curves.png").is_file()
     assert (repo / "data" / "eval" / "report.md").read_text().startswith("# rwpipe eval report")
     assert "Running stage 'prepare'" in out and "Running stage 'annotate'" in out
     again = _sh(repo, "dvc", "repro")
@@ -94,17 +101,17 @@ def test_exp_run_reruns_the_changed_stage_and_what_follows(repo):
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
-    out = _sh(repo, "dvc", "exp", "run", "-S", "train_prm.targets=soft")
-    assert "Running stage 'train_prm'" in out and "Running stage 'eval'" in out
-    others = ("model", "prepare", "rollout", "annotate", "train_rm")
+    out = _sh(repo, "dvc", "exp", "run", "-S", "rl.kl_coef=0.05")
+    assert all(f"Running stage '{s}'" in out for s in ("rl", "rollout_rl", "eval"))
+    others = ("model", "prepare", "rollout", "annotate", "train_rm", "train_prm")
     assert not any(f"Running stage '{s}'" in out for s in others)
-    card = json.loads((repo / "data" / "models" / "prm" / "rwpipe-model.json").read_text())
-    assert card["params"]["targets"] == "soft"
+    card = json.loads((repo / "data" / "models" / "policy-rl" / "rwpipe-policy.json").read_text())
+    assert card["params"]["kl_coef"] == 0.05
 
 
 def test_changing_only_eval_params_reruns_only_eval(repo):
     _sh(repo, "dvc", "repro")
     out = _sh(repo, "dvc", "exp", "run", "-S", "eval.draws=7")
     assert "Running stage 'eval'" in out
-    others = ("model", "prepare", "rollout", "annotate", "train_rm", "train_prm")
+    others = ("model", "prepare", "rollout", "annotate", "train_rm", "train_prm", "rl")
     assert not any(f"Running stage '{s}'" in out for s in others)

@@ -273,3 +273,41 @@ def test_stage_refuses_a_prm_reward_without_a_prm(tmp_path, tiny_dir, problems_f
     result = run_rwpipe("rl", problems_file, tiny_dir, out, "-p", params, check=False)
     assert result.returncode == 1 and "needs --prm" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+# -- weight sync on the real model and engines ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_after_an_update_vllm_greedy_equals_the_transformers_policy(
+    model_dir, hf_generator, vllm_generator
+):
+    from rwpipe.backends import SamplingParams
+    from rwpipe.rl import load_policy_model, train_step
+
+    cfg = _cfg(optim=OptimConfig(lr=2e-2, batch_size=4), kl_coef=0.0)
+    policy = load_policy_model(model_dir, cfg, torch.device("cpu"), torch.float32)
+    prompts = [hf_generator.chat_prompt(q) for q in ("What is 12 + 30?", "Name a prime.")]
+    greedy = SamplingParams(temperature=0, max_new_tokens=24)
+    before = vllm_generator.generate(prompts, greedy)
+    # one real update: push up the first sample, down the second
+    sampled = hf_generator.generate(prompts[:1], SamplingParams(n=2, max_new_tokens=16, seed=1))
+    ids = [policy.tokenizer.encode(prompts[0], add_special_tokens=False)] * 2
+    adv = [[1.0] * len(c.token_ids) for c in sampled[0][:1]] + [
+        [-1.0] * len(sampled[0][1].token_ids)
+    ]
+    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], 2e-2)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    stats = train_step(policy, optimizer, scheduler, cfg, ids, sampled[0], adv)
+    assert stats["grad_norm"] > 0
+    merged = policy.merged_state_dict()
+    original = {k: v.clone() for k, v in hf_generator.model.state_dict().items()}
+    try:
+        for g in (hf_generator, vllm_generator):
+            g.update_weights(merged)
+        hf, vllm = (g.generate(prompts, greedy) for g in (hf_generator, vllm_generator))
+        assert [c[0].token_ids for c in vllm] == [c[0].token_ids for c in hf]
+        assert [c[0].token_ids for c in vllm] != [c[0].token_ids for c in before]
+    finally:
+        for g in (hf_generator, vllm_generator):
+            g.update_weights(original)

@@ -4,6 +4,7 @@ Inputs are plain rows (rollouts artifact rows, plus optional reward scores keyed
 (problem_id, sample_idx)), so the functions run the same on any policy and any reward model.
 """
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -94,3 +95,38 @@ def selection_curves(
             mean, se = best_of_n(data, n, select, draws=draws, seed=seed)
             out.append({"rule": rule, "n": n, "accuracy": mean, "stderr": se})
     return out
+
+
+def compare_policies(
+    base_rows: Sequence[Mapping[str, Any]], rl_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """pass@1 of two policies on the problems both sampled, and the paired difference.
+
+    Per problem, d = (fraction of the RL policy's samples correct) - (the base policy's); the
+    difference is mean(d) with a 95% interval mean ± 1.96 * std(d) / sqrt(problems).
+    """
+    base, rl = _groups(base_rows), _groups(rl_rows)
+    common = sorted(set(base) & set(rl))
+    if not common:
+        raise ValueError("the two policies share no problem")
+
+    def acc(group: Sequence[Mapping[str, Any]]) -> float:
+        return sum(r["verdict"] == "correct" for r in group) / len(group)
+
+    diffs = [acc(rl[p]) - acc(base[p]) for p in common]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1) if n > 1 else float("nan")
+    half = 1.96 * math.sqrt(var / n) if n > 1 else float("nan")
+    return {
+        "problems": n,
+        "pass@1_base": sum(acc(base[p]) for p in common) / n,
+        "pass@1_rl": sum(acc(rl[p]) for p in common) / n,
+        "mean_tokens_base": sum(r["num_tokens"] for p in common for r in base[p])
+        / sum(len(base[p]) for p in common),
+        "mean_tokens_rl": sum(r["num_tokens"] for p in common for r in rl[p])
+        / sum(len(rl[p]) for p in common),
+        "delta": mean,
+        "delta_ci95_lo": mean - half,
+        "delta_ci95_hi": mean + half,
+    }

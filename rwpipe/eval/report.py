@@ -71,6 +71,15 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
              + ", ".join(f"{k} {v}" for k, v in versions().items()), ""]  # fmt: skip
     lines += ["## Policy accuracy", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.get("policy", {}).items()]
+    if "rl_vs_base" in metrics:
+        c = metrics["rl_vs_base"]
+        lines += ["", "## Base policy against the RL policy (same problems)", "",
+                  "| | base | RL |", "| --- | --- | --- |",
+                  f"| pass@1 | {c['pass@1_base']:.3f} | {c['pass@1_rl']:.3f} |",
+                  f"| mean tokens | {c['mean_tokens_base']:.1f} | {c['mean_tokens_rl']:.1f} |",
+                  "", f"RL - base pass@1: {c['delta']:+.3f} "
+                  f"[{c['delta_ci95_lo']:+.3f}, {c['delta_ci95_hi']:+.3f}] (95% CI, paired "
+                  f"over {c['problems']} problems)."]  # fmt: skip
     ns = sorted({c["n"] for c in curves})
     lines += ["", "## Selection at N (accuracy ± 95% CI over problems)", ""]
     lines += ["| rule | " + " | ".join(f"N={n}" for n in ns) + " |"]
@@ -85,6 +94,18 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                 ci = "" if c["stderr"] != c["stderr"] else f" ± {1.96 * c['stderr']:.3f}"
                 cells.append(f"{c['accuracy']:.3f}{ci}")
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    if "search" in metrics:
+        c = metrics["search"]
+        lines += ["", "## PRM-guided beam search against PRM best-of-N at matched tokens", "",
+                  "| method | accuracy ± 95% CI | generated tokens / problem |",
+                  "| --- | --- | --- |",
+                  f"| beam search ({c['config']}) | {c['accuracy']:.3f} ± "
+                  f"{1.96 * c['stderr']:.3f} | {c['tokens_per_problem']:.0f} |",
+                  f"| best-of-{c['bon_n']} (PRM) | {c['bon_accuracy']:.3f} ± "
+                  f"{1.96 * c['bon_stderr']:.3f} | {c['bon_tokens_per_problem']:.0f} |",
+                  "", f"{c['problems']} eval problems."
+                  + (" The rollout pool holds fewer tokens per problem than the search spent."
+                     if c["bon_budget_short"] else "")]  # fmt: skip
     if "processbench" in metrics:
         pb = metrics["processbench"]
         lines += ["", "## ProcessBench (PRM as critic)", "", "| metric | value [95% CI] |",
