@@ -59,7 +59,12 @@ def evaluate(
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a model directory (no config.json)")
     from rwpipe.eval import processbench
-    from rwpipe.eval.curves import compare_policies, policy_accuracy, selection_curves
+    from rwpipe.eval.curves import (
+        compare_policies,
+        pairwise_table,
+        policy_accuracy,
+        selection_curves,
+    )
     from rwpipe.eval.report import write_outputs
     from rwpipe.progress import progress_bar
     from rwpipe.runtime import pick_device, seed_everything
@@ -102,6 +107,8 @@ def evaluate(
             metrics["processbench"] = processbench.evaluate(
                 scorer, items, cfg.threshold, cfg.batch_size
             )
+    if scores:
+        metrics["pairwise"] = pairwise_table(rows, scores, cfg.aggregations)
     curves = selection_curves(rows, cfg.ns, scores, cfg.aggregations, cfg.draws, base.seed)
     top = max(c["n"] for c in curves)
     metrics["best_of_n"] = {c["rule"]: c["accuracy"] for c in curves if c["n"] == top}

@@ -5,7 +5,13 @@ python -m pytest tests/test_eval_curves.py -q
 
 import pytest
 
-from rwpipe.eval.curves import compare_policies, policy_accuracy, selection_curves
+from rwpipe.eval.curves import (
+    compare_policies,
+    pairwise_accuracy,
+    pairwise_table,
+    policy_accuracy,
+    selection_curves,
+)
 
 
 def _row(pid, idx, pred, correct, tokens=10):
@@ -85,3 +91,18 @@ def test_compare_policies_pairs_problems_by_hand():
     assert got["delta_ci95_hi"] - got["delta"] == pytest.approx(1.96 * 0.125, abs=1e-4)
     with pytest.raises(ValueError, match="share no problem"):
         compare_policies(ROWS, [_row("z", 0, "1", True)])
+
+
+def test_pairwise_accuracy_by_hand():
+    # a: correct {0, 1}, incorrect {2, 3}; b: correct {2}, incorrect {0, 1, 3}
+    score = {("a", 0): 0.9, ("a", 1): 0.2, ("a", 2): 0.5, ("a", 3): 0.1,
+             ("b", 0): 0.3, ("b", 1): 0.3, ("b", 2): 0.3, ("b", 3): 0.0}  # fmt: skip
+    got = pairwise_accuracy(ROWS, lambda r: score[(r["problem_id"], r["sample_idx"])])
+    # a: 0.9 beats both, 0.2 beats 0.1 only -> 3/4; b: ties 0.5 + 0.5, beats 0.0 -> 2/3
+    assert got["pairs"] == 7 and got["problems"] == 2
+    assert got["accuracy"] == pytest.approx((3 + 2) / 7)
+    assert got["ci95_lo"] < got["accuracy"] < got["ci95_hi"]
+    table = pairwise_table(ROWS, {"prm": {k: (None, [v, 1.0]) for k, v in score.items()}},
+                           ["min", "last"])  # fmt: skip
+    assert table["prm_min"]["accuracy"] == pytest.approx(5 / 7)
+    assert table["prm_last"]["accuracy"] == pytest.approx(0.5)  # all 1.0: every pair ties

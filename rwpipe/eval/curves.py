@@ -6,7 +6,7 @@ Inputs are plain rows (rollouts artifact rows, plus optional reward scores keyed
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rwpipe.eval.metrics import (
@@ -130,3 +130,52 @@ def compare_policies(
         "delta_ci95_lo": mean - half,
         "delta_ci95_hi": mean + half,
     }
+
+
+def pairwise_accuracy(
+    rows: Sequence[Mapping[str, Any]], score_of: Callable[[Mapping[str, Any]], float]
+) -> dict[str, float]:
+    """RewardBench-style pairwise accuracy on the (correct, incorrect) pairs of each problem's
+    samples: the fraction of pairs whose correct member scores higher (a tie counts 1/2).
+
+    The interval is mean ± 1.96 standard errors of the per-problem accuracies (pairs within a
+    problem are not independent).
+    """
+    per_problem, wins_all, pairs_all = [], 0.0, 0
+    for group in _groups(rows).values():
+        good = [score_of(r) for r in group if r["verdict"] == "correct"]
+        bad = [score_of(r) for r in group if r["verdict"] != "correct"]
+        wins = sum(1.0 if g > b else 0.5 if g == b else 0.0 for g in good for b in bad)
+        pairs = len(good) * len(bad)
+        if pairs:
+            per_problem.append(wins / pairs)
+            wins_all, pairs_all = wins_all + wins, pairs_all + pairs
+    if not pairs_all:
+        return {"pairs": 0, "problems": 0, "accuracy": float("nan")}
+    n = len(per_problem)
+    mean = sum(per_problem) / n
+    se = math.sqrt(sum((x - mean) ** 2 for x in per_problem) / (n - 1) / n) if n > 1 else math.nan
+    acc = wins_all / pairs_all
+    return {"pairs": pairs_all, "problems": n, "accuracy": acc,
+            "ci95_lo": acc - 1.96 * se, "ci95_hi": acc + 1.96 * se}  # fmt: skip
+
+
+def pairwise_table(
+    rows: Sequence[Mapping[str, Any]],
+    scores: Mapping[str, Mapping[Key, tuple[float | None, Sequence[float]]]],
+    aggregations: Sequence[Aggregation],
+) -> dict[str, dict[str, float]]:
+    """`pairwise_accuracy` for each reward model: ORMs by their outcome score, PRMs by each
+    step aggregation (a solution with no scored step ranks lowest)."""
+    out = {}
+    for name, by_key in scores.items():
+        has_steps = any(steps for _, steps in by_key.values())
+        for agg in aggregations if has_steps else (None,):
+
+            def score_of(r, by_key=by_key, agg=agg):
+                outcome, steps = by_key[(r["problem_id"], r["sample_idx"])]
+                value = aggregate(steps, agg) if agg else outcome
+                return float("-inf") if value is None or value != value else value
+
+            out[f"{name}_{agg}" if agg else name] = pairwise_accuracy(rows, score_of)
+    return out

@@ -94,6 +94,13 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                 ci = "" if c["stderr"] != c["stderr"] else f" ± {1.96 * c['stderr']:.3f}"
                 cells.append(f"{c['accuracy']:.3f}{ci}")
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    if metrics.get("pairwise"):
+        lines += ["", "## Pairwise accuracy (correct vs incorrect samples of a problem)", "",
+                  "| reward model | accuracy [95% CI] | pairs | problems |",
+                  "| --- | --- | --- | --- |"]  # fmt: skip
+        for name, c in metrics["pairwise"].items():
+            ci = f" [{c['ci95_lo']:.3f}, {c['ci95_hi']:.3f}]" if c["pairs"] else ""
+            lines.append(f"| {name} | {c['accuracy']:.3f}{ci} | {c['pairs']} | {c['problems']} |")
     if "search" in metrics:
         c = metrics["search"]
         lines += ["", "## PRM-guided beam search against PRM best-of-N at matched tokens", "",

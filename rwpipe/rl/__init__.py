@@ -50,6 +50,7 @@ from rwpipe.rl.advantages import (
     step_returns,
 )
 from rwpipe.runtime import stable_seed
+from rwpipe.train.loop import matching_checkpoint, restore_rng_states, rng_states
 
 POLICY_CARD = "rwpipe-policy.json"
 
@@ -283,8 +284,7 @@ class RLCheckpointer:
             }  # fmt: skip
             save_file(weights, str(tmp / f"{name}.safetensors"))
         blob = {name: o.state_dict() for name, o in optims.items()}
-        blob["rng"] = {"torch": torch.get_rng_state(), "python": random.getstate(),
-                       "numpy": np.random.get_state()}  # fmt: skip
+        blob["rng"] = rng_states()
         torch.save(blob, tmp / "optim.pt")
         (tmp / "state.json").write_text(
             json.dumps({"fingerprint": self.fingerprint, "state": asdict(state)})
@@ -298,11 +298,8 @@ class RLCheckpointer:
     def load(self, models: dict[str, Any], optims: dict[str, Any]) -> RLState | None:
         from safetensors.torch import load_file
 
-        if not (self.path / "state.json").is_file():
-            return None
-        meta = json.loads((self.path / "state.json").read_text())
-        if meta["fingerprint"] != self.fingerprint:
-            shutil.rmtree(self.path)  # another configuration's: start over
+        meta = matching_checkpoint(self.path, self.fingerprint)
+        if meta is None:
             return None
         for name, model in models.items():
             params = dict(model.named_parameters())
@@ -312,9 +309,7 @@ class RLCheckpointer:
         blob = torch.load(self.path / "optim.pt", weights_only=False)
         for name, o in optims.items():
             o.load_state_dict(blob[name])
-        torch.set_rng_state(blob["rng"]["torch"])
-        random.setstate(blob["rng"]["python"])
-        np.random.set_state(blob["rng"]["numpy"])
+        restore_rng_states(blob["rng"])
         return RLState(**meta["state"])
 
 

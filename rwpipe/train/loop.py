@@ -50,6 +50,30 @@ def _schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def rng_states() -> dict[str, Any]:
+    """Every RNG a training step draws from (torch, Python, NumPy)."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": np.random.get_state()}  # fmt: skip
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+
+
+def matching_checkpoint(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint's state.json if it exists and was made with `fingerprint`; a checkpoint of
+    another configuration is deleted (the run starts over)."""
+    if not (path / "state.json").is_file():
+        return None
+    meta = json.loads((path / "state.json").read_text())
+    if meta["fingerprint"] != fingerprint:
+        shutil.rmtree(path)
+        return None
+    return meta
+
+
 class Checkpointer:
     """Atomic checkpoints in `directory/ckpt` (written to ckpt.tmp, then renamed)."""
 
@@ -67,11 +91,7 @@ class Checkpointer:
             {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
-                "rng": {
-                    "torch": torch.get_rng_state(),
-                    "python": random.getstate(),
-                    "numpy": np.random.get_state(),
-                },
+                "rng": rng_states(),
             },
             tmp / "optim.pt",
         )
@@ -85,11 +105,8 @@ class Checkpointer:
 
     def load(self, backbone: Backbone, optimizer, scheduler) -> TrainState | None:
         """Restore the checkpoint if it exists and was made with the same fingerprint."""
-        if not (self.path / "state.json").is_file():
-            return None
-        meta = json.loads((self.path / "state.json").read_text())
-        if meta["fingerprint"] != self.fingerprint:
-            shutil.rmtree(self.path)  # another configuration's: start over
+        meta = matching_checkpoint(self.path, self.fingerprint)
+        if meta is None:
             return None
         weights = load_file(str(self.path / "trainable.safetensors"))
         params = dict(trainable_state(backbone.model))
@@ -99,9 +116,7 @@ class Checkpointer:
         blob = torch.load(self.path / "optim.pt", weights_only=False)
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
-        torch.set_rng_state(blob["rng"]["torch"])
-        random.setstate(blob["rng"]["python"])
-        np.random.set_state(blob["rng"]["numpy"])
+        restore_rng_states(blob["rng"])
         return TrainState(**meta["state"])
 
 
