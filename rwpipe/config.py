@@ -143,21 +143,54 @@ class CompletionConfig:
 
 
 @dataclass(frozen=True)
+class JudgeConfig:
+    """An LLM judge (rwpipe.judge): the annotate stage's model (local) or a server."""
+
+    mode: Literal["critique", "verdict"] = "critique"  # first wrong step, or outcome verdict
+    # An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 ("" = run the stage's model
+    # locally through `engine`).
+    base_url: str = ""
+    model: str = ""  # the served model name (server only)
+    api_key_env: str = ""  # the NAME of the environment variable holding the API key
+    k: int = 1  # samples per judgement, majority vote
+    temperature: float = 0.0  # 0 = greedy (k must be 1)
+    max_new_tokens: int = 512
+    with_reference: bool = True  # verdict mode: show the gold answer to the judge
+    concurrency: int = 4  # server: requests in flight
+    retries: int = 3  # server: extra attempts on connection errors, timeouts, 429, 5xx
+    timeout_s: float = 120.0  # server: per request
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.max_new_tokens < 1 or self.concurrency < 1 or self.retries < 0:
+            raise ValueError("need k, max_new_tokens, concurrency >= 1 and retries >= 0")
+        if self.k > 1 and self.temperature <= 0:
+            raise ValueError("k > 1 samples need temperature > 0")
+        if self.base_url and not self.model:
+            raise ValueError("a judge server (base_url) needs model")
+
+
+@dataclass(frozen=True)
 class AnnotateConfig:
-    # verify: outcome labels only; mc: Math-Shepherd; omegaprm: binary search for the first error
-    method: Literal["verify", "mc", "omegaprm"] = "omegaprm"
+    # verify: outcome labels only; mc: Math-Shepherd; omegaprm: binary search for the first
+    # error; judge: an LLM judge (`judge`); consensus: `consensus_of`'s labels kept only where
+    # the judge's critique puts the first error at the same step
+    method: Literal["verify", "mc", "omegaprm", "judge", "consensus"] = "omegaprm"
+    consensus_of: Literal["mc", "omegaprm"] = "omegaprm"
     splits: tuple[Literal["train", "eval"], ...] = ("train",)  # rollouts that get step labels
     select: Literal["all", "incorrect"] = "all"  # mc: sample correct rollouts too, or infer them
     # Stop sampling once this many completion tokens are spent (0 = no limit); later rollouts
     # keep outcome labels only. Checked between shards, so a run ends at most a shard over.
     budget_tokens: int = 0
     completion: CompletionConfig = field(default_factory=CompletionConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     engine: GenerationConfig = field(default_factory=GenerationConfig)
     shard_size: int = 16  # problems per resumable shard (their prefixes go out in one batch)
 
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.budget_tokens < 0:
             raise ValueError("shard_size must be >= 1 and budget_tokens >= 0")
+        if self.method == "consensus" and self.judge.mode != "critique":
+            raise ValueError("method consensus compares first errors: judge.mode must be critique")
 
 
 @dataclass(frozen=True)

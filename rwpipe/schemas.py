@@ -85,7 +85,7 @@ ROLLOUTS = ArtifactSpec(
     non_empty=("problem_id",),
 )
 
-LABEL_METHODS = ("verify", "mc", "omegaprm")
+LABEL_METHODS = ("verify", "mc", "omegaprm", "judge", "consensus")
 LABEL_STATUSES = (
     "labelled",  # step labels from Monte-Carlo estimates
     "inferred",  # a correct solution labelled all-correct without sampling
@@ -94,6 +94,9 @@ LABEL_STATUSES = (
     "unverifiable",
     "too_hard",  # omegaprm: no completion from the bare question reached the gold answer
     "no_steps",
+    "judged",  # judge: a verdict or first-error index by majority over its samples
+    "abstained",  # judge: no sample parsed (or a tie); judge_raw keeps the text
+    "disagreed",  # consensus: the MC method and the judge put the first error apart
 )
 
 LABELS = ArtifactSpec(
@@ -118,6 +121,10 @@ LABELS = ArtifactSpec(
             _f("first_error", pa.int32(), nullable=True),  # 0-based; -1 no error; null unknown
             _f("completions", pa.int32()),  # spent on this rollout's labels
             _f("tokens", pa.int64()),
+            # judge / consensus: the judge's verdict (1 correct, 0 incorrect) or first-error
+            # index, and its first sample's text; null for the other methods.
+            _f("judge_value", pa.int32(), nullable=True),
+            _f("judge_raw", pa.string(), nullable=True),
         ]
     ),
     key=("problem_id", "sample_idx"),

@@ -33,7 +33,8 @@ def annotate(
     from rwpipe.rollout import load_policy
 
     table = artifacts.read_artifact(rollouts, "rollouts")
-    sampling = cfg.method != "verify"
+    remote_judge = cfg.method == "judge" and bool(cfg.judge.base_url)
+    sampling = cfg.method != "verify" and not remote_judge
     if sampling and not (completer / "config.json").is_file():
         raise InputError(f"{completer}: not a model directory (no config.json); run `rwpipe model`")
     fingerprint = {
@@ -48,9 +49,19 @@ def annotate(
         if sampling
         else None
     )
+    judge = None
+    if cfg.method in ("judge", "consensus"):
+        from rwpipe.judge import LocalJudge, OpenAIJudge
+
+        j = cfg.judge
+        judge = (
+            OpenAIJudge(j.base_url, j.model, api_key_env=j.api_key_env,
+                        concurrency=j.concurrency, retries=j.retries, timeout_s=j.timeout_s)
+            if j.base_url else LocalJudge(generator)
+        )  # fmt: skip
     try:
         num_shards, stats = run_annotate(
-            table, generator, cfg, seed=base.seed, store=store, where=str(rollouts)
+            table, generator, cfg, seed=base.seed, store=store, where=str(rollouts), judge=judge
         )
     finally:
         if generator is not None:

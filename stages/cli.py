@@ -14,6 +14,7 @@ from stages.annotate import annotate
 from stages.eval import evaluate
 from stages.model import model
 from stages.prepare import prepare
+from stages.probe import probe
 from stages.report import console
 from stages.rl import rl
 from stages.rollout import rollout
@@ -35,6 +36,7 @@ app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)
 app.command()(rl)
+app.command()(probe)
 app.command("eval")(evaluate)
 
 

