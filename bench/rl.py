@@ -122,6 +122,7 @@ def main() -> None:
                     for k, v in cmp.items()}  # fmt: skip
         results |= {f"{name}_train_{k}": v for k, v in curve.items()}
         results[f"{name}_rl_seconds"] = round(rl_s, 1)
+        results[f"{name}_rl_steps"] = args.steps
         results[f"{name}_spec"] = spec or "rewards.verifiable=1"
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

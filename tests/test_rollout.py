@@ -11,6 +11,7 @@ import time
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from rwpipe import artifacts
 from rwpipe.config import RolloutConfig, SamplingConfig
@@ -132,12 +133,9 @@ def _params(write_params, backend: str, **rollout) -> "os.PathLike":
 def problems_file(tmp_path_factory, smollm2_dir) -> "os.PathLike":
     path = tmp_path_factory.mktemp("problems") / "problems.arrow"
     params = tmp_path_factory.mktemp("params") / "params.yaml"
-    params.write_text(
-        (ROOT / "params.yaml")
-        .read_text()
-        .replace("n_train: 128", "n_train: 3")
-        .replace("n_eval: 64", "n_eval: 1")
-    )
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["prepare"] |= {"n_train": 3, "n_eval": 1}
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
     run_rwpipe("prepare", path, "--params", params)
     return path
 
