@@ -355,12 +355,15 @@ class EvalConfig:
     aggregations: tuple[Literal["min", "last", "prod", "mean"], ...] = (
         "min", "last", "prod", "mean",
     )  # fmt: skip
-    # A ProcessBench-format JSON to evaluate the PRM on as a critic ("" = skip).
+    # ProcessBench-format JSON files (comma-separated subsets, e.g. gsm8k.json,math.json) to
+    # evaluate the PRM and any critic on ("" = skip); the report averages over subsets.
     processbench: str = ""
     processbench_max: int = 0  # items (0 = all)
     threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
     batch_size: int = 8
     search: SearchConfig = field(default_factory=SearchConfig)
+    # An LLM critic on ProcessBench: a server here, or a local model given as --critic.
+    critic: JudgeConfig = field(default_factory=JudgeConfig)
 
     def __post_init__(self) -> None:
         if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:

@@ -24,6 +24,10 @@ RLRollouts = Annotated[
 ]
 
 
+CriticOpt = Annotated[
+    Path | None,
+    typer.Option(help="A model to evaluate as a ProcessBench critic (with eval.processbench)."),
+]
 PolicyOpt = Annotated[
     Path | None,
     typer.Option(help="Policy model for PRM-guided beam search (with eval.search.problems > 0)."),
@@ -32,7 +36,8 @@ PolicyOpt = Annotated[
 
 def evaluate(
     rollouts: InFile, out: OutDir, *, orm: ModelOpt = None, prm: ModelOpt = None,
-    rl_rollouts: RLRollouts = None, policy: PolicyOpt = None, params: ParamsOpt = DEFAULT_PARAMS,
+    rl_rollouts: RLRollouts = None, policy: PolicyOpt = None, critic: CriticOpt = None,
+    params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:  # fmt: skip
     """Evaluate the policy's rollouts and the reward models; write metrics, curves, report."""
     base = load_section(params, "base", BaseConfig)
@@ -70,8 +75,8 @@ def evaluate(
     from rwpipe.runtime import pick_device, seed_everything
     from rwpipe.score import Scorer, Solution
 
-    items = processbench.load_processbench(cfg.processbench, cfg.processbench_max) if (
-        cfg.processbench and prm is not None) else None  # fmt: skip
+    subsets = processbench.load_subsets(cfg.processbench, cfg.processbench_max) if (
+        cfg.processbench) else None  # fmt: skip
     seed_everything(base.seed)
     device = pick_device(base.device)
     metrics: dict = {"policy": policy_accuracy(rows, cfg.ns)}
@@ -103,10 +108,12 @@ def evaluate(
                 )  # fmt: skip
             finally:
                 generator.close()
-        if name == "prm" and items is not None:
-            metrics["processbench"] = processbench.evaluate(
-                scorer, items, cfg.threshold, cfg.batch_size
-            )
+        if name == "prm" and subsets is not None:
+            per = {k: processbench.evaluate(scorer, v, cfg.threshold, cfg.batch_size)
+                   for k, v in subsets.items()}  # fmt: skip
+            metrics["processbench"] = per | {"average": processbench.average_subsets(per)}
+    if subsets is not None and (critic is not None or cfg.critic.base_url):
+        metrics["processbench_critic"] = _critic(critic, subsets, cfg, base)
     if scores:
         metrics["pairwise"] = pairwise_table(rows, scores, cfg.aggregations)
     curves = selection_curves(rows, cfg.ns, scores, cfg.aggregations, cfg.draws, base.seed)
@@ -118,6 +125,37 @@ def evaluate(
         f"eval -> {out}",
         metrics["policy"] | {f"N={top} " + k: round(v, 3) for k, v in metrics["best_of_n"].items()},
     )
+
+
+def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:
+    """ProcessBench for an LLM critic: a local model (`--critic`) or `eval.critic.base_url`."""
+    from rwpipe.eval import processbench
+    from rwpipe.judge import LocalJudge, OpenAIJudge
+    from rwpipe.rollout import load_policy
+
+    j, generator = cfg.critic, None
+    if j.base_url:
+        backend = OpenAIJudge(
+            j.base_url,
+            j.model,
+            api_key_env=j.api_key_env,
+            concurrency=j.concurrency,
+            retries=j.retries,
+            timeout_s=j.timeout_s,
+        )
+    else:
+        generator = load_policy(str(critic), cfg.search.engine, device=base.device, seed=base.seed)
+        backend = LocalJudge(generator)  # fmt: skip
+    try:
+        per = {
+            k: processbench.evaluate_critic(backend, v, k=j.k, temperature=j.temperature,
+                                            max_tokens=j.max_new_tokens, seed=base.seed)
+            for k, v in subsets.items()
+        }  # fmt: skip
+    finally:
+        if generator is not None:
+            generator.close()
+    return per | {"average": processbench.average_subsets(per)}
 
 
 def _separator(base: BaseConfig) -> str:

@@ -76,3 +76,25 @@ def test_best_of_n_selection_rules():
     # n = 1 is mean accuracy; the standard error is over problems
     mean, se = best_of_n([group, [("1", False, 0.5)]], 1, pick_best, draws=300, seed=1)
     assert mean == pytest.approx((2 / 3 + 0) / 2, abs=0.05) and se > 0
+
+
+def test_processbench_for_an_llm_critic_counts_abstentions_as_wrong():
+    from rwpipe.eval.processbench import average_subsets, evaluate_critic
+
+    class Critic:  # replies with the index it is scripted to give, per item
+        def __init__(self, replies):
+            self.replies = replies
+
+        def complete(self, messages, n, temperature, max_tokens, seed):
+            return [[r] for r in self.replies]
+
+    items = [
+        {"problem": "p", "steps": ["a", "b", "c"], "label": 1},
+        {"problem": "p", "steps": ["a", "b"], "label": -1},
+        {"problem": "p", "steps": ["a", "b"], "label": -1},
+    ]
+    got = evaluate_critic(Critic(["\\boxed{1}", "\\boxed{-1}", "I cannot tell"]), items)
+    assert got["abstained"] == 1 and got["acc_erroneous"] == 1.0
+    assert got["acc_correct"] == 0.5 and got["f1"] == pytest.approx(2 * 0.5 / 1.5)
+    avg = average_subsets({"gsm8k": got, "math": got | {"f1": 0.0}})
+    assert avg["f1"] == pytest.approx(got["f1"] / 2)

@@ -64,3 +64,37 @@ def evaluate(
         lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
         out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
     return out
+
+
+def evaluate_critic(
+    backend: Any, items: list[dict[str, Any]], *, k: int = 1, temperature: float = 0.0,
+    max_tokens: int = 512, seed: int = 0,
+) -> dict:  # fmt: skip
+    """The same protocol for an LLM critic (`rwpipe.judge` critique mode): the judge's first
+    wrong paragraph against the human label. An abstention (unparseable, out of range, a tie)
+    counts as a wrong prediction on both kinds of solution, as in ProcessBench."""
+    from rwpipe.judge import judge_first_errors
+
+    got = judge_first_errors(
+        backend, [(x["problem"], x["steps"]) for x in items], k=k, temperature=temperature,
+        max_tokens=max_tokens, seed=seed,
+    )  # fmt: skip
+    pred = [-2 if g.value is None else int(g.value) for g in got]
+    labels = [int(x["label"]) for x in items]
+    out: dict[str, Any] = {"solutions": len(items), "abstained": sum(p == -2 for p in pred)}
+    for name, value in processbench(pred, labels).items():
+        lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
+        out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
+    return out
+
+
+def average_subsets(results: dict[str, dict]) -> dict[str, float]:
+    """ProcessBench's headline: the mean over subsets (gsm8k, math, ...) of each metric."""
+    keys = ("acc_erroneous", "acc_correct", "f1")
+    return {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
+
+
+def load_subsets(spec: str, limit: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Comma-separated ProcessBench files, each a subset named after its file stem."""
+    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    return {p.stem: load_processbench(p, limit) for p in paths}

@@ -113,11 +113,24 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                   "", f"{c['problems']} eval problems."
                   + (" The rollout pool holds fewer tokens per problem than the search spent."
                      if c["bon_budget_short"] else "")]  # fmt: skip
-    if "processbench" in metrics:
-        pb = metrics["processbench"]
-        lines += ["", "## ProcessBench (PRM as critic)", "", "| metric | value [95% CI] |",
-                  "| --- | --- |"]  # fmt: skip
-        for k in ("acc_erroneous", "acc_correct", "f1"):
-            lines.append(f"| {k} | {_fmt(pb[k])} [{_fmt(pb[k + '_lo'])}, {_fmt(pb[k + '_hi'])}] |")
-        lines.append(f"\nThreshold rule: {pb['threshold_rule']}; {pb['solutions']} solutions.")
+    for key, title in (("processbench", "PRM as critic"),
+                       ("processbench_critic", "LLM critic")):  # fmt: skip
+        if key not in metrics:
+            continue
+        per = {k: v for k, v in metrics[key].items() if k != "average"}
+        lines += ["", f"## ProcessBench ({title})", "",
+                  "| subset | solutions | acc. erroneous | acc. correct | F1 [95% CI] |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for name, pb in per.items():
+            lines.append(
+                f"| {name} | {pb['solutions']} | {_fmt(pb['acc_erroneous'])} | "
+                f"{_fmt(pb['acc_correct'])} | {_fmt(pb['f1'])} "
+                f"[{_fmt(pb['f1_lo'])}, {_fmt(pb['f1_hi'])}] |"
+            )
+        avg = metrics[key]["average"]
+        lines.append(f"| average | | {_fmt(avg['acc_erroneous'])} | {_fmt(avg['acc_correct'])} "
+                     f"| {_fmt(avg['f1'])} |")  # fmt: skip
+        rule = next(iter(per.values())).get("threshold_rule")
+        if rule:
+            lines.append(f"\nThreshold rule: {rule}.")
     return "\n".join(lines) + "\n"
