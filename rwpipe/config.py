@@ -194,6 +194,20 @@ class AnnotateConfig:
 
 
 @dataclass(frozen=True)
+class PairsConfig:
+    """Preference pairs for the ORM (rwpipe.pairs)."""
+
+    splits: tuple[Literal["train", "eval"], ...] = ("train", "eval")
+    per_problem: int = 4  # (correct, incorrect) pairs drawn per problem at most
+    margin: Literal["none", "soft"] = "none"  # soft: from the MC step values
+    margin_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.per_problem < 1 or self.margin_scale < 0 or not self.splits:
+            raise ValueError("need per_problem >= 1, margin_scale >= 0 and splits non-empty")
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     """Optimisation knobs shared by the reward-model trainers (and rl)."""
 
@@ -376,6 +390,7 @@ SECTIONS: dict[str, type] = {
     "prepare": PrepareConfig,
     "rollout": RolloutConfig,
     "annotate": AnnotateConfig,
+    "pairs": PairsConfig,
     "train_rm": TrainRMConfig,
     "train_prm": TrainPRMConfig,
     "rl": RLConfig,

@@ -166,9 +166,30 @@ SCORES = ArtifactSpec(
     non_empty=("problem_id",),
 )
 
+PAIRS = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("split", pa.string()),
+            _f("question", pa.string()),
+            _f("prompt", pa.string()),
+            _f("chosen_idx", pa.int32()),  # sample_idx of the correct rollout
+            _f("rejected_idx", pa.int32()),  # sample_idx of the incorrect one
+            _f("chosen_steps", pa.list_(pa.string())),
+            _f("rejected_steps", pa.list_(pa.string())),
+            _f("margin", pa.float32(), nullable=True),  # Bradley-Terry margin; null: none
+        ]
+    ),
+    key=("problem_id", "chosen_idx", "rejected_idx"),
+    choices={"split": SPLITS},
+    ranges={"chosen_idx": (0, None), "rejected_idx": (0, None), "margin": (0.0, None)},
+    non_empty=("problem_id",),
+)
+
 SPECS: dict[str, ArtifactSpec] = {
     "problems": PROBLEMS,
     "rollouts": ROLLOUTS,
     "labels": LABELS,
+    "pairs": PAIRS,
     "scores": SCORES,
 }

@@ -13,6 +13,7 @@ from rwpipe.errors import RwpipeError
 from stages.annotate import annotate
 from stages.eval import evaluate
 from stages.model import model
+from stages.pairs import pairs
 from stages.prepare import prepare
 from stages.probe import probe
 from stages.report import console
@@ -32,6 +33,7 @@ app.command()(model)
 app.command()(prepare)
 app.command()(rollout)
 app.command()(annotate)
+app.command()(pairs)
 app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)

@@ -27,7 +27,7 @@ ReportDir = Annotated[
 
 
 def _train(section: str, cls: type, labels: Path, base_model: Path, out: Path, params: Path,
-           report: Path | None) -> None:  # fmt: skip
+           report: Path | None, pairs: Path | None = None) -> None:  # fmt: skip
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, section, cls)
     table = artifacts.read_artifact(labels, "labels")
@@ -38,29 +38,37 @@ def _train(section: str, cls: type, labels: Path, base_model: Path, out: Path, p
     from rwpipe.train import train_reward_model
     from rwpipe.train.report import write_report
 
+    pairs_table = artifacts.read_artifact(pairs, "pairs") if pairs is not None else None
     stamp = {
         "base": base,
         section: cfg,
         "labels": artifacts.path_digest(labels),
         "model": artifacts.path_digest(base_model),
+        "pairs": artifacts.path_digest(pairs) if pairs is not None else None,
     }
     fingerprint = hashlib.sha256(
         json.dumps(stamp, sort_keys=True, default=str).encode()
     ).hexdigest()
     state, metrics = train_reward_model(
         table, base_model, out, cfg, seed=base.seed, device=base.device, where=str(labels),
-        fingerprint=fingerprint,
+        fingerprint=fingerprint, pairs=pairs_table,
     )  # fmt: skip
     write_report(report or out.with_name(out.name + ".report"), state, metrics)
     print_summary(f"{section} -> {out}", metrics)
 
 
+PairsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Preference pairs (rwpipe pairs) for loss bt; default: drawn from LABELS."),
+]
+
+
 def train_rm(
     labels: InFile, base_model: BaseModel, out: OutDir, *, report_dir: ReportDir = None,
-    params: ParamsOpt = DEFAULT_PARAMS,
+    pairs: PairsOpt = None, params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:  # fmt: skip
     """Train an outcome reward model (Bradley-Terry on pairs, or pointwise on outcomes)."""
-    _train("train_rm", TrainRMConfig, labels, base_model, out, params, report_dir)
+    _train("train_rm", TrainRMConfig, labels, base_model, out, params, report_dir, pairs)
 
 
 def train_prm(

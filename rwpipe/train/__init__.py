@@ -21,6 +21,7 @@ from rwpipe.runtime import default_dtype, pick_device, seed_everything
 from rwpipe.train.data import (
     Example,
     outcome_examples,
+    pair_items,
     preference_pairs,
     prm_examples,
     split_by_group,
@@ -101,6 +102,7 @@ def train_reward_model(
     where: str,
     fingerprint: str,
     stop_after_steps: int | None = None,
+    pairs: pa.Table | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Train and save one reward model; returns the training state and the final metrics.
 
@@ -147,7 +149,14 @@ def train_reward_model(
             if e.key in steps and len(steps[e.key].input_ids) == len(e.input_ids):
                 e.step_ends, e.step_targets = steps[e.key].step_ends, steps[e.key].step_targets
     train, held = split_by_group(examples, [e.group for e in examples], cfg.eval_fraction, seed)
-    if objective == "bt":
+    if objective == "bt" and pairs is not None:  # a pairs artifact (rwpipe pairs)
+        rows_p = [p for p in pairs.to_pylist() if p["split"] == "train"]
+        every = pair_items(rows_p, backbone.tokenizer, max_length=max_len)
+        items, _ = split_by_group(every, [a.group for a, _, _ in every], cfg.eval_fraction, seed)
+        lengths = [len(a) + len(b) for a, b, _ in items]
+        if not items:
+            raise InputError(f"{where}: no train-split pairs left after holding out problems")
+    elif objective == "bt":
         items: list[Any] = preference_pairs(train, cfg.pairs_per_problem, seed)
         lengths = [len(a) + len(b) for a, b in items]
         if not items:

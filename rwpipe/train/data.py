@@ -91,20 +91,38 @@ def prm_examples(
     return out
 
 
+def solution_example(tokenizer: Any, prompt: str, steps: Sequence[str], *, max_length: int,
+                     outcome: float | None, group: str, key: tuple) -> Example:  # fmt: skip
+    """A whole solution, cut from the left to `max_length` (the end, which holds the answer
+    an outcome model reads, is kept)."""
+    enc = encode_solution(tokenizer, prompt, steps, "", 0)
+    ids = enc.input_ids[-max_length:] if max_length else enc.input_ids
+    prompt_len = max(0, enc.prompt_len - (len(enc.input_ids) - len(ids)))
+    return Example(ids, prompt_len, [], [], outcome, group, key)
+
+
 def outcome_examples(rows: Sequence[dict], tokenizer: Any, *, max_length: int) -> list[Example]:
     """Whole solutions with a known outcome (correct 1 / incorrect 0)."""
+    return [
+        solution_example(tokenizer, r["prompt"], r["steps"], max_length=max_length,
+                         outcome=float(r["outcome"]), group=r["problem_id"],
+                         key=(r["problem_id"], r["sample_idx"]))
+        for r in rows if r["outcome"] is not None
+    ]  # fmt: skip
+
+
+def pair_items(rows: Sequence[dict], tokenizer: Any, *, max_length: int) -> list[tuple]:
+    """(chosen, rejected, margin or None) training items from pairs-artifact rows."""
     out = []
-    for r in rows:
-        if r["outcome"] is None:
-            continue
-        enc = encode_solution(tokenizer, r["prompt"], r["steps"], "", 0)
-        ids = enc.input_ids[-max_length:] if max_length else enc.input_ids
-        out.append(
-            Example(
-                ids, max(0, enc.prompt_len - (len(enc.input_ids) - len(ids))), [], [],
-                float(r["outcome"]), r["problem_id"], (r["problem_id"], r["sample_idx"]),
-            )
+    for p in rows:
+        pid = p["problem_id"]
+        chosen, rejected = (
+            solution_example(tokenizer, p["prompt"], p[f"{side}_steps"], max_length=max_length,
+                             outcome=float(side == "chosen"), group=pid,
+                             key=(pid, p[f"{side}_idx"]))
+            for side in ("chosen", "rejected")
         )  # fmt: skip
+        out.append((chosen, rejected, p["margin"]))
     return out
 
 

@@ -98,10 +98,14 @@ class Backbone:
 
     def loss(self, batch: Sequence[Any], objective: str) -> torch.Tensor:
         """The training loss of one micro-batch (examples, or (chosen, rejected) pairs)."""
-        if objective == "bt":
-            flat = [e for pair in batch for e in pair]
+        if objective == "bt":  # items: (chosen, rejected) or (chosen, rejected, margin)
+            flat = [e for pair in batch for e in pair[:2]]
             scores = self.sequence_scores(flat)
-            return bradley_terry_loss(scores[0::2], scores[1::2])
+            margins = [pair[2] if len(pair) > 2 else None for pair in batch]
+            margin = None
+            if any(m is not None for m in margins):
+                margin = torch.tensor([m or 0.0 for m in margins], device=scores.device)
+            return bradley_terry_loss(scores[0::2], scores[1::2], margin)
         if objective == "pointwise":
             scores = self.sequence_scores(batch)
             return pointwise_bce_loss(scores, torch.tensor([e.outcome for e in batch]))
