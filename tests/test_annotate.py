@@ -329,7 +329,11 @@ class VLLMServer:
             "--max-num-batched-tokens", "4096", "--no-enable-chunked-prefill",
         ]  # fmt: skip
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        # its own process group: the API server spawns an engine core and a worker, and
+        # killing only the server would orphan them (with their KV cache) for good
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
     def wait_ready(self, timeout_s: float = 400) -> None:
         import time
@@ -347,7 +351,13 @@ class VLLMServer:
         raise TimeoutError("vllm serve did not come up")
 
     def stop(self) -> None:
-        self.proc.kill()
+        import os
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(timeout=60)
 
 
