@@ -374,6 +374,9 @@ class EvalConfig:
     processbench: str = ""
     processbench_max: int = 0  # items (0 = all)
     threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
+    # ProcessBench-format file(s) to tune the threshold on instead (best F1); never one of the
+    # reported subsets. "" = the fixed threshold above.
+    threshold_tune: str = ""
     batch_size: int = 8
     search: SearchConfig = field(default_factory=SearchConfig)
     # An LLM critic on ProcessBench: a server here, or a local model given as --critic.
@@ -382,6 +385,13 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:
             raise ValueError("ns must be non-empty and >= 1; draws and batch_size >= 1")
+        tune = {Path(p.strip()).resolve() for p in self.threshold_tune.split(",") if p.strip()}
+        shown = {Path(p.strip()).resolve() for p in self.processbench.split(",") if p.strip()}
+        if tune & shown:
+            raise ValueError(
+                "threshold_tune names a reported processbench subset "
+                f"({', '.join(sorted(str(p) for p in tune & shown))}): tune on another split"
+            )
 
 
 SECTIONS: dict[str, type] = {

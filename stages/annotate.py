@@ -33,6 +33,8 @@ def annotate(
     from rwpipe.rollout import load_policy
 
     table = artifacts.read_artifact(rollouts, "rollouts")
+    if table.num_rows == 0:  # before any engine starts
+        raise InputError(f"{rollouts}: no rollouts to label")
     remote_judge = cfg.method == "judge" and bool(cfg.judge.base_url)
     sampling = cfg.method != "verify" and not remote_judge
     if sampling and not (completer / "config.json").is_file():

@@ -109,7 +109,15 @@ def evaluate(
             finally:
                 generator.close()
         if name == "prm" and subsets is not None:
-            per = {k: processbench.evaluate(scorer, v, cfg.threshold, cfg.batch_size)
+            threshold, rule = cfg.threshold, ""
+            if cfg.threshold_tune:
+                tune = [x for v in processbench.load_subsets(cfg.threshold_tune).values()
+                        for x in v]  # fmt: skip
+                scored = processbench.score_items(scorer, tune, cfg.batch_size)
+                threshold, f1 = processbench.tune_threshold(scored, [x["label"] for x in tune])
+                rule = (f"tuned on {cfg.threshold_tune} ({len(tune)} solutions, "
+                        f"F1 {f1:.3f}): {threshold:.4g}")  # fmt: skip
+            per = {k: processbench.evaluate(scorer, v, threshold, cfg.batch_size, rule)
                    for k, v in subsets.items()}  # fmt: skip
             metrics["processbench"] = per | {"average": processbench.average_subsets(per)}
     if subsets is not None and (critic is not None or cfg.critic.base_url):

@@ -34,6 +34,8 @@ def score(
 ) -> None:
     """Score rollouts (or labels) with a reward model: one row per solution."""
     table = artifacts.read_artifact(rollouts, ("rollouts", "labels"))  # both hold the steps
+    if table.num_rows == 0:
+        raise InputError(f"{rollouts}: no solutions to score")
     if not (reward_model / "config.json").is_file():
         raise InputError(f"{reward_model}: not a model directory (no config.json)")
     from rwpipe.progress import progress_bar

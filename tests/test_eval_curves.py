@@ -70,6 +70,15 @@ def test_processbench_protocol_with_a_scripted_scorer(tmp_path):
     r = evaluate(Scorer(), loaded, threshold=0.5)
     assert (r["acc_erroneous"], r["acc_correct"], r["f1"]) == (1.0, 0.0, 0.0)
     assert r["threshold_rule"] == "fixed 0.5" and r["solutions"] == 3
+    # the threshold tuned on another split, and the rule recorded with the result
+    from rwpipe.eval.processbench import score_items, tune_threshold
+
+    t, f1 = tune_threshold(score_items(Scorer(), loaded), [1, -1, -1])
+    assert (t, f1) == (0.1, 0.0)  # "b" is in every solution: no threshold separates them
+    with pytest.raises(InputError, match="both erroneous and correct"):
+        tune_threshold(score_items(Scorer(), loaded[:1]), [1])
+    r = evaluate(Scorer(), loaded, t, rule=f"tuned on dev: {t}")
+    assert r["threshold"] == t and r["threshold_rule"] == f"tuned on dev: {t}"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"problem": "x", "steps": ["a"], "label": 3}]))
     with pytest.raises(InputError, match="item 0 has label 3 for 1 steps"):

@@ -98,3 +98,27 @@ def test_processbench_for_an_llm_critic_counts_abstentions_as_wrong():
     assert got["acc_correct"] == 0.5 and got["f1"] == pytest.approx(2 * 0.5 / 1.5)
     avg = average_subsets({"gsm8k": got, "math": got | {"f1": 0.0}})
     assert avg["f1"] == pytest.approx(got["f1"] / 2)
+
+
+def test_threshold_tuned_on_a_named_split_by_hand():
+    from rwpipe.eval.processbench import tune_threshold
+
+    # item 0 is wrong at step 1, item 1 is all correct, item 2 is wrong at step 0
+    scores = [[0.9, 0.3, 0.8], [0.7, 0.6], [0.4, 0.9]]
+    labels = [1, -1, 0]
+    # t = 0.4 flags only 0.3 (item 0 right, item 2 missed); t = 0.6 flags 0.3 and 0.4, leaves
+    # item 1 alone: both erroneous and the correct one right, F1 = 1, the smallest such t wins
+    t, f1 = tune_threshold(scores, labels)
+    assert t == 0.6 and f1 == 1.0
+    # a split where every step looks the same: the best a threshold can do is flag all or none
+    t, f1 = tune_threshold([[0.5], [0.5]], [0, -1])
+    assert f1 == 0.0 and t == 0.5
+
+
+def test_threshold_tuning_on_a_reported_subset_is_refused(tmp_path):
+    from rwpipe.config import EvalConfig
+
+    with pytest.raises(ValueError, match="reported processbench subset"):
+        EvalConfig(processbench=f"{tmp_path}/gsm8k.json,{tmp_path}/math.json",
+                   threshold_tune=f"{tmp_path}/../{tmp_path.name}/math.json")  # fmt: skip
+    EvalConfig(processbench=f"{tmp_path}/gsm8k.json", threshold_tune=f"{tmp_path}/dev.json")

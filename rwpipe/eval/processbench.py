@@ -39,10 +39,9 @@ def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     return items[:limit] if limit else items
 
 
-def evaluate(
-    scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8
-) -> dict:
-    """Score every item's steps with `scorer` (rwpipe.score.Scorer) and apply the protocol."""
+def score_items(scorer: Any, items: list[dict[str, Any]], batch_size: int = 8) -> list[list[float]]:
+    """Each item's step scores under `scorer` (rwpipe.score.Scorer); a step cut by the scorer's
+    max_length has no score and cannot be flagged."""
     from rwpipe.backends import apply_chat_template
     from rwpipe.score import Solution
 
@@ -55,15 +54,49 @@ def evaluate(
         )
         for x in items
     ]
-    scored = scorer.score(solutions, batch_size)
-    # a step cut by max_length has no score: it cannot be flagged
-    pred = [first_error(steps, threshold) for _, steps in scored]
-    labels = [int(x["label"]) for x in items]
-    out: dict[str, Any] = {"solutions": len(items), "threshold_rule": f"fixed {threshold}"}
+    return [list(steps) for _, steps in scorer.score(solutions, batch_size)]
+
+
+def tune_threshold(step_scores: list[list[float]], labels: list[int]) -> tuple[float, float]:
+    """The threshold with the best ProcessBench F1 on a tuning split, and that F1.
+
+    Candidates are every distinct step score (a step is flagged when its score is strictly
+    below the threshold) and one above the largest (flag every solution's first step); ties go
+    to the smallest threshold, the most conservative critic.
+    """
+    values = sorted({s for steps in step_scores for s in steps})
+    if not values:
+        raise InputError("threshold tuning: no scored steps in the tuning split")
+    if all(y == -1 for y in labels) or all(y != -1 for y in labels):
+        raise InputError("threshold tuning: the split needs both erroneous and correct solutions")
+    candidates = [*values, values[-1] + 1e-6]
+    best = (-1.0, 0.0)
+    for t in candidates:
+        f1 = processbench([first_error(s, t) for s in step_scores], labels)["f1"]
+        if f1 > best[0]:
+            best = (f1, t)
+    return best[1], best[0]
+
+
+def protocol(pred: list[int], labels: list[int]) -> dict[str, Any]:
+    """ProcessBench accuracies and F1 with 95% bootstrap intervals."""
+    out: dict[str, Any] = {"solutions": len(labels)}
     for name, value in processbench(pred, labels).items():
         lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
         out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
     return out
+
+
+def evaluate(
+    scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8,
+    rule: str = "",
+) -> dict:  # fmt: skip
+    """Score every item's steps with `scorer` and apply the protocol at `threshold`; `rule`
+    records where the threshold came from (default: fixed)."""
+    scored = score_items(scorer, items, batch_size)
+    pred = [first_error(steps, threshold) for steps in scored]
+    out = protocol(pred, [int(x["label"]) for x in items])
+    return out | {"threshold": threshold, "threshold_rule": rule or f"fixed {threshold}"}
 
 
 def evaluate_critic(
@@ -80,12 +113,8 @@ def evaluate_critic(
         max_tokens=max_tokens, seed=seed,
     )  # fmt: skip
     pred = [-2 if g.value is None else int(g.value) for g in got]
-    labels = [int(x["label"]) for x in items]
-    out: dict[str, Any] = {"solutions": len(items), "abstained": sum(p == -2 for p in pred)}
-    for name, value in processbench(pred, labels).items():
-        lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
-        out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}
-    return out
+    out = protocol(pred, [int(x["label"]) for x in items])
+    return out | {"abstained": sum(p == -2 for p in pred)}
 
 
 def average_subsets(results: dict[str, dict]) -> dict[str, float]:
