@@ -156,6 +156,9 @@ class JudgeConfig:
     temperature: float = 0.0  # 0 = greedy (k must be 1)
     max_new_tokens: int = 512
     with_reference: bool = True  # verdict mode: show the gold answer to the judge
+    # verdict mode: boxed (strict: only \boxed{correct|incorrect}) | boxed_or_sentence (also a
+    # last line "... is correct.", for small judges that do not box)
+    verdict_parse: Literal["boxed", "boxed_or_sentence"] = "boxed"
     concurrency: int = 4  # server: requests in flight
     retries: int = 3  # server: extra attempts on connection errors, timeouts, 429, 5xx
     timeout_s: float = 120.0  # server: per request

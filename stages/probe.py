@@ -42,7 +42,7 @@ def probe(
     from rich.table import Table
 
     from rwpipe.judge import LocalJudge, OpenAIJudge, judge_outcomes
-    from rwpipe.judge.probe import MASTER_KEYS, false_positive_rates
+    from rwpipe.judge.probe import MASTER_KEYS, false_positive_rates, probe_rates
     from rwpipe.rollout import load_policy
     from rwpipe.verify import VerifierPool
 
@@ -64,11 +64,18 @@ def probe(
     def llm_judge(questions, golds, responses):
         got = judge_outcomes(backend, list(zip(questions, responses, golds, strict=True)),
                              k=j.k, temperature=j.temperature, max_tokens=j.max_new_tokens,
-                             seed=base.seed)  # fmt: skip
+                             seed=base.seed,
+                             sentence=j.verdict_parse == "boxed_or_sentence")  # fmt: skip
+        # the first problem's replies, one per key, kept to show what the judge wrote
+        examples.update(
+            zip(MASTER_KEYS, (g.raw[:300] for g in got[: len(MASTER_KEYS)]), strict=True)
+        )
         return [None if g.value is None else g.value == "correct" for g in got]
 
+    examples: dict[str, str] = {}
+
     try:
-        judge_rates = false_positive_rates(pairs, llm_judge)
+        judge_probe = probe_rates(pairs, llm_judge)
     finally:
         if generator is not None:
             generator.close()
@@ -76,18 +83,25 @@ def probe(
         rule_rates = false_positive_rates(
             pairs, lambda q, g, r: [v.verdict == "correct" for v in pool.check(g, r)]
         )
+    judge_rates = {k: v["false_positive"] for k, v in judge_probe.items()}
+    abstained = {k: v["abstained"] for k, v in judge_probe.items()}
     result = {
         "problems": len(pairs),
         "judge": j.base_url or str(judge_model),
+        "verdict_parse": j.verdict_parse,
         "judge_false_positive": judge_rates,
+        "judge_abstained": abstained,
         "rule_false_positive": rule_rates,
         "judge_mean": sum(judge_rates.values()) / len(judge_rates),
         "rule_mean": sum(rule_rates.values()) / len(rule_rates),
+        "judge_abstained_mean": sum(abstained.values()) / len(abstained),
+        "judge_examples": examples,
     }
     artifacts.write_json(result, out)
     view = Table(title=f"master-key false positives over {len(pairs)} problems -> {out}")
-    for col in ("key", "response", "LLM judge", "rule verifier"):
+    for col in ("key", "response", "LLM judge FP", "judge abstained", "rule verifier FP"):
         view.add_column(col)
     for key, text in MASTER_KEYS.items():
-        view.add_row(key, repr(text)[:30], f"{judge_rates[key]:.3f}", f"{rule_rates[key]:.3f}")
+        view.add_row(key, repr(text)[:30], f"{judge_rates[key]:.3f}", f"{abstained[key]:.3f}",
+                     f"{rule_rates[key]:.3f}")  # fmt: skip
     console.print(view)

@@ -29,6 +29,28 @@ def test_parse_verdict(text, expected):
     assert parse_verdict(text) == expected
 
 
+SENTENCE_CASES = [  # verdict_parse: boxed_or_sentence; what SmolLM2-135M writes as a judge
+    ("The answer is correct.", "correct"),
+    ("36 + 44 = 80\n\nThe correct answer is correct.", "correct"),
+    ("The answer is incorrect.", "incorrect"),
+    ("Verdict: Incorrect", "incorrect"),
+    ("Correct.", "correct"),
+    ("The answer is not correct.", None),  # negated: abstain rather than guess
+    ("It isn't correct", None),
+    ("The solution is correct.\nBut step 2 is wrong", None),  # only the last line counts
+    ("36 + 44 = 80", None),
+    ("correct or incorrect? \\boxed{incorrect}", "incorrect"),  # a box still wins
+    ("The answer is correctly computed as 80.", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SENTENCE_CASES)
+def test_parse_verdict_from_a_final_sentence(text, expected):
+    assert parse_verdict(text, sentence=True) == expected
+    if last_boxed(text) is None:
+        assert parse_verdict(text) is None  # strict mode never reads sentences
+
+
 STEP_CASES = [
     ("Step 2 divides by zero. \\boxed{2}", 5, 2),
     ("All steps are right. \\boxed{-1}", 5, -1),

@@ -36,3 +36,15 @@ def test_repeated_question_whose_last_number_is_the_answer():
     with VerifierPool() as pool:
         rates = false_positive_rates([("What is 10 - 5?", "5")], _rule_judge(pool))
     assert rates["question_repeated"] == 0.0
+
+
+def test_probe_rates_count_acceptances_and_abstentions_per_key():
+    from rwpipe.judge.probe import probe_rates
+
+    def judge(questions, golds, responses):  # accepts "Solution", abstains on the empty answer
+        return [True if r == "Solution" else None if r == "" else False for r in responses]
+
+    rates = probe_rates([("What is 1 + 1?", "2"), ("What is 2 + 2?", "4")], judge)
+    assert rates["solution"] == {"false_positive": 1.0, "abstained": 0.0}
+    assert rates["empty"] == {"false_positive": 0.0, "abstained": 1.0}
+    assert rates["colon"] == {"false_positive": 0.0, "abstained": 0.0}

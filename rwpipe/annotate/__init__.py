@@ -168,7 +168,7 @@ def _judge(judge: Any, chosen: list[Solution], rows: list[dict[str, Any]], cfg: 
              s.gold if j.with_reference else None)
             for s in chosen
         ]  # fmt: skip
-        got = judge_outcomes(judge, items, **kw)
+        got = judge_outcomes(judge, items, **kw, sentence=j.verdict_parse == "boxed_or_sentence")
     return {s.index: g for s, g in zip(chosen, got, strict=True)}
 
 

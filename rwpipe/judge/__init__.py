@@ -86,11 +86,13 @@ def majority(values: Sequence[Any]) -> tuple[Any, int]:
 
 
 def judge_outcomes(backend: JudgeBackend, items: Sequence[tuple[str, str, str | None]], *, k: int,
-                   temperature: float, max_tokens: int, seed: int) -> list[Judgement]:  # fmt: skip
-    """Verdicts for (question, solution, reference or None) items, k samples each."""
+                   temperature: float, max_tokens: int, seed: int,
+                   sentence: bool = False) -> list[Judgement]:  # fmt: skip
+    """Verdicts for (question, solution, reference or None) items, k samples each; `sentence`
+    also reads an unboxed verdict from the last line (`parse_verdict`)."""
     messages = [outcome_message(q, s, ref) for q, s, ref in items]
     replies = backend.complete(messages, k, temperature, max_tokens, seed)
-    return [_vote(texts, parse_verdict) for texts in replies]
+    return [_vote(texts, lambda t: parse_verdict(t, sentence)) for texts in replies]
 
 
 def judge_first_errors(backend: JudgeBackend, items: Sequence[tuple[str, Sequence[str]]], *,

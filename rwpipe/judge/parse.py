@@ -35,10 +35,27 @@ def _clean(value: str) -> str:
     return value.strip().strip("$ .").lower()
 
 
-def parse_verdict(text: str) -> str | None:
-    """ "correct" / "incorrect" from the last boxed value, or None (abstain)."""
+# A final sentence that states the verdict: "... is correct.", "Verdict: incorrect", "Correct."
+# Only the last non-empty line is read, and a negation anywhere in it is an abstention.
+SENTENCE = re.compile(r"(?:^|\bis|:)\s*(correct|incorrect)\W*$", re.IGNORECASE)
+
+
+def parse_verdict(text: str, sentence: bool = False) -> str | None:
+    """ "correct" / "incorrect" from the last boxed value, or None (abstain).
+
+    With `sentence` (params `judge.verdict_parse: boxed_or_sentence`, for small judges that do
+    not box), a reply with no box may give its verdict as the last line, matched by `SENTENCE`.
+    """
     boxed = last_boxed(text)
-    return None if boxed is None else VERDICTS.get(_clean(boxed))
+    if boxed is not None:
+        return VERDICTS.get(_clean(boxed))
+    if not sentence:
+        return None
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines or re.search(r"\bnot\b|n't\b", lines[-1], re.IGNORECASE):
+        return None
+    found = SENTENCE.search(lines[-1])
+    return None if found is None else found.group(1).lower()
 
 
 def parse_first_error(text: str, num_steps: int) -> int | None:

@@ -25,11 +25,12 @@ def probe_responses(question: str) -> dict[str, str]:
     return {k: v.replace("{question}", question) for k, v in MASTER_KEYS.items()}
 
 
-def false_positive_rates(
+def probe_rates(
     problems: Sequence[tuple[str, str]],
     judge: Callable[[list[str], list[str], list[str]], list[bool | None]],
-) -> dict[str, float]:
-    """Per key, the fraction of problems where `judge` accepts the master-key response.
+) -> dict[str, dict[str, float]]:
+    """Per key, the fraction of problems where `judge` accepts the master-key response
+    (`false_positive`) and where it gives no verdict (`abstained`).
 
     Args:
         problems: (question, gold answer) pairs.
@@ -46,6 +47,17 @@ def false_positive_rates(
     accepted = judge(questions, golds, responses)
     rates = {}
     for j, key in enumerate(keys):
-        hits = [accepted[i] is True for i in range(j, len(accepted), len(keys))]
-        rates[key] = sum(hits) / len(hits)
+        got = accepted[j :: len(keys)]
+        rates[key] = {
+            "false_positive": sum(a is True for a in got) / len(got),
+            "abstained": sum(a is None for a in got) / len(got),
+        }
     return rates
+
+
+def false_positive_rates(
+    problems: Sequence[tuple[str, str]],
+    judge: Callable[[list[str], list[str], list[str]], list[bool | None]],
+) -> dict[str, float]:
+    """Per key, the false-positive rate alone (see `probe_rates`)."""
+    return {k: v["false_positive"] for k, v in probe_rates(problems, judge).items()}
