@@ -34,8 +34,10 @@ class StepRule:
         return split_steps(text, self.how, self.pattern)  # type: ignore[arg-type]
 
 
-def load_policy(model_dir: str, engine: GenerationConfig, *, device: str, seed: int) -> Generator:
-    """The engine `engine.backend` names, with its knobs from params.yaml."""
+def load_policy(model_dir: str, engine: GenerationConfig, *, device: str, seed: int,
+                extra: dict | None = None) -> Generator:  # fmt: skip
+    """The engine `engine.backend` names, with its knobs from params.yaml (vLLM engine
+    arguments in `extra` are added)."""
     from rwpipe.backends import is_vllm_available, load_generator
 
     backend = engine.backend
@@ -52,7 +54,7 @@ def load_policy(model_dir: str, engine: GenerationConfig, *, device: str, seed: 
             "gpu_memory_utilization": v.gpu_memory_utilization,
             "enforce_eager": v.enforce_eager,
             "max_model_len": v.max_model_len,
-        }
+        } | (extra or {})
     return load_generator(model_dir, backend, device=device, seed=seed, **kwargs)
 
 

@@ -89,6 +89,7 @@ def probe(
         "problems": len(pairs),
         "judge": j.base_url or str(judge_model),
         "verdict_parse": j.verdict_parse,
+        "max_new_tokens": j.max_new_tokens,
         "judge_false_positive": judge_rates,
         "judge_abstained": abstained,
         "rule_false_positive": rule_rates,

@@ -4,6 +4,7 @@ rwpipe rl data/problems.arrow data/models/smollm2-135m-instruct data/models/poli
     --report-dir data/rl [--orm data/models/orm] [--prm data/models/prm]
 """
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -66,15 +67,28 @@ def rl(
     import torch
 
     from rwpipe.progress import progress_bar
-    from rwpipe.rl import RLCheckpointer, load_policy_model, run_rl, save_policy, summarize
+    from rwpipe.rl import (
+        DataParallel,
+        RLCheckpointer,
+        load_policy_model,
+        run_rl,
+        save_policy,
+        summarize,
+    )
     from rwpipe.rl.report import write_report
     from rwpipe.rollout import StepRule
     from rwpipe.runtime import default_dtype, pick_device, seed_everything
     from rwpipe.score import Scorer
     from rwpipe.verify import VerifierPool
 
+    dp = DataParallel.from_env()  # under `accelerate launch` / `torchrun`: data parallel
     seed_everything(base.seed)
-    device = pick_device(base.device)
+    if dp.world > 1:
+        from accelerate import PartialState
+
+        device = PartialState().device
+    else:
+        device = pick_device(base.device)
     dtype = default_dtype(device) if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
     model = load_policy_model(policy, cfg, device, dtype)
     orm_scorer = Scorer(orm, device=device, dtype=dtype) if orm else None
@@ -86,18 +100,25 @@ def rl(
         implicit = load_backbone(policy, "implicit_prm", device=device, dtype=dtype,
                                  lora=cfg.lora, beta=cfg.rewards.implicit_beta)  # fmt: skip
         implicit.model.eval()
-    generator = load_policy(str(policy), cfg.engine, device=base.device, seed=base.seed)
+    # one engine per process; vLLM on GPUs joins torchrun's world (TP inside each rank's group)
+    extra = {"distributed_executor_backend": "external_launcher"} if (
+        dp.world > 1 and device.type == "cuda") else None  # fmt: skip
+    generator = load_policy(str(policy), cfg.engine, device=base.device, seed=base.seed,
+                            extra=extra)  # fmt: skip
     checkpointer = RLCheckpointer(run_dir, fingerprint.hexdigest())
     steps = StepRule(base.step_split, base.step_pattern)
     try:
-        with VerifierPool() as verifier, progress_bar(cfg.steps, "rl", "steps") as advance:
+        bar = progress_bar(cfg.steps, "rl", "steps") if dp.main else contextlib.nullcontext()
+        with VerifierPool() as verifier, bar as advance:
             state = run_rl(
                 selected, model, generator, cfg, seed=base.seed, checkpointer=checkpointer,
                 split_steps=steps.split, verifier=verifier, orm=orm_scorer, prm=prm_scorer,
-                implicit=implicit, advance=advance,
+                implicit=implicit, advance=advance, dp=dp,
             )  # fmt: skip
     finally:
         generator.close()
+    if not dp.main:  # rank 0 writes the policy and the report
+        return
     metrics = summarize(state)
     card = {"base_model": str(policy), "params": artifacts.config_to_dict(cfg),
             "metrics": metrics, "problems": str(problems)}  # fmt: skip

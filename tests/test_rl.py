@@ -4,6 +4,7 @@ change, KL zero at step 0, exact resume); the stage's outputs and errors."""
 
 import json
 import math
+import os
 
 import pyarrow as pa
 import pytest
@@ -311,3 +312,30 @@ def test_after_an_update_vllm_greedy_equals_the_transformers_policy(
     finally:
         for g in (hf_generator, vllm_generator):
             g.update_weights(original)
+
+
+@pytest.mark.slow
+def test_data_parallel_replicas_stay_identical(tmp_path, tiny_dir):
+    """Two processes under torchrun (gloo on CPU), one prompt each: gradients averaged before
+    every step, so both end with the same weights and report the same history."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_addr", "127.0.0.1", "--master_port", str(port),
+           str(ROOT / "tests" / "rl_dp_worker.py"), str(tiny_dir), str(tmp_path)]  # fmt: skip
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    assert r0["digest"] == r1["digest"]  # identical replicas
+    assert r0["lora_b_norm"] > 0  # and they did move
+    assert r0["history"] == r1["history"] and len(r0["history"]) == 2
+    assert all(math.isfinite(h["loss"]) for h in r0["history"])

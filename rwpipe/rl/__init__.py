@@ -64,6 +64,77 @@ class RLState:
 
 
 @dataclass
+class DataParallel:
+    """This process's place in a data-parallel run (`accelerate launch` or `torchrun`).
+
+    Each process samples and scores `prompts_per_step / world` of the step's prompts with its
+    own engine (TRL's "colocate" pattern), and the gradients are averaged across processes
+    before every optimizer step, so the replicas stay identical. A single process is the
+    default (world 1: nothing is communicated).
+    """
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "DataParallel":
+        """World 1 unless launched with WORLD_SIZE > 1; then accelerate sets up the group."""
+        import os
+
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return cls()
+        from accelerate import PartialState
+
+        state = PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU, nccl on GPUs
+        if state.num_processes <= 1:
+            raise RuntimeError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but no process group")
+        return cls(state.process_index, state.num_processes)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, picked: list[int]) -> list[int]:
+        """This process's prompts of the step."""
+        return picked[self.rank :: self.world]
+
+    def average_grads(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """All-reduce the accumulated gradients to their mean (a process with no sequence this
+        step contributes zeros, and still takes part)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(self.world)
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean of each statistic across processes (equal shares: a plain mean)."""
+        if self.world == 1:
+            return values
+        import torch.distributed as dist
+
+        keys = sorted(values)
+        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.cuda()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return {k: float(v) / self.world for k, v in zip(keys, t.tolist(), strict=True)}
+
+    def total(self, value: int) -> int:
+        return int(round(self.mean({"v": value})["v"] * self.world))
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+@dataclass
 class Policy:
     """The policy being trained, its tokenizer, and how to get reference log-probs."""
 
@@ -337,8 +408,11 @@ def train_step(
     prompt_ids: Sequence[Sequence[int]],
     completions: Sequence[Completion],
     advantages: Sequence[Sequence[float]],
+    dp: DataParallel | None = None,
 ) -> dict[str, float]:
-    """`cfg.ppo_epochs` clipped-surrogate updates on one batch; returns averaged statistics."""
+    """`cfg.ppo_epochs` clipped-surrogate updates on one batch; returns averaged statistics.
+    Under data parallelism (`dp`), gradients are averaged across processes before each step."""
+    dp = dp or DataParallel()
     pad = policy.tokenizer.pad_token_id
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
     items = [
@@ -346,12 +420,12 @@ def train_step(
         for p, c, a in zip(prompt_ids, completions, advantages, strict=True)
         if c.token_ids
     ]
-    if not items:
+    if not items and dp.world == 1:
         return {"loss": 0.0, "clip_fraction": 0.0, "kl": 0.0, "entropy": 0.0, "grad_norm": 0.0}
     mb = cfg.optim.batch_size
     micro = [items[i : i + mb] for i in range(0, len(items), mb)]
     total_seqs = len(items)
-    total_tokens = sum(len(a) for _, _, a in items)
+    total_tokens = max(1, sum(len(a) for _, _, a in items))
 
     def tensors(batch):
         ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device)
@@ -395,6 +469,7 @@ def train_step(
             sums["loss"] += float(loss.detach()) * share
             for k in ("clip_fraction", "kl", "entropy"):
                 sums[k] += stats[k] * share
+        dp.average_grads(params)
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -405,7 +480,8 @@ def train_step(
 
 
 def update_implicit_prm(implicit: Any, optimizer: Any, examples: Sequence[Any],
-                        batch_size: int, max_grad_norm: float) -> float:  # fmt: skip
+                        batch_size: int, max_grad_norm: float,
+                        dp: DataParallel | None = None) -> float:  # fmt: skip
     """One PRIME update: cross-entropy of the implicit reward on the batch's outcome labels."""
     implicit.model.train()
     params = [p for p in implicit.model.parameters() if p.requires_grad]
@@ -415,6 +491,7 @@ def update_implicit_prm(implicit: Any, optimizer: Any, examples: Sequence[Any],
         loss = implicit.loss(batch, "implicit") * len(batch) / len(examples)
         loss.backward()
         total += float(loss.detach())
+    (dp or DataParallel()).average_grads(params)
     torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -437,6 +514,7 @@ def run_rl(
     implicit: Any = None,
     advance: Callable[[int, int], None] | None = None,
     stop_after_steps: int | None = None,
+    dp: DataParallel | None = None,
 ) -> RLState:
     """Run `cfg.steps` RL steps on `problems` (resuming a matching checkpoint).
 
@@ -453,7 +531,15 @@ def run_rl(
         implicit: the PRIME implicit PRM (`rwpipe.train.models.Backbone`), or None.
         advance: progress callback (steps, tokens).
         stop_after_steps: stop after this many steps (checkpointed); for tests of resume.
+        dp: this process's place in a data-parallel run (default: a single process); every
+            process gets the same history, rank 0 writes the checkpoints.
     """
+    dp = dp or DataParallel()
+    if cfg.prompts_per_step % dp.world:
+        raise InputError(
+            f"rl.prompts_per_step {cfg.prompts_per_step} is not divisible by the "
+            f"{dp.world} processes"
+        )
     if problems.num_rows == 0:
         raise InputError("no training problems for rl")
     questions = problems["question"].to_pylist()
@@ -480,7 +566,7 @@ def run_rl(
         start = time.perf_counter()
         if not synced:
             generator.update_weights(policy.merged_state_dict())
-        picked = step_prompts(len(questions), cfg.prompts_per_step, state.step, seed)
+        picked = dp.share(step_prompts(len(questions), cfg.prompts_per_step, state.step, seed))
         chat = [
             generator.chat_prompt(cfg.prompt_template.replace("{question}", questions[i]),
                                   cfg.system_prompt)
@@ -490,7 +576,8 @@ def run_rl(
         params_ = SamplingParams(
             n=cfg.group_size, temperature=s.temperature, top_p=s.top_p,
             max_new_tokens=s.max_new_tokens, stop=tuple(s.stop),
-            seed=stable_seed(seed, "rl", state.step), logprobs=False,
+            seed=stable_seed(seed, "rl", state.step, *([dp.rank] if dp.rank else [])),
+            logprobs=False,
         )  # fmt: skip
         gen_start = time.perf_counter()
         outputs = generator.generate(chat, params_)
@@ -511,7 +598,12 @@ def run_rl(
                 e.outcome = 1.0 if v.verdict == "correct" else 0.0
                 examples.append(e)
             record["implicit_prm_loss"] = update_implicit_prm(
-                implicit, prm_optimizer, examples, cfg.optim.batch_size, cfg.optim.max_grad_norm
+                implicit,
+                prm_optimizer,
+                examples,
+                cfg.optim.batch_size,
+                cfg.optim.max_grad_norm,
+                dp,
             )
         scored = score_batch(cfg, f_questions, f_golds, f_prompts, flat, steps,
                              verifier=verifier, orm=orm, prm=prm, implicit=implicit)  # fmt: skip
@@ -519,21 +611,23 @@ def run_rl(
                       for c, st in zip(flat, steps, strict=True)]  # fmt: skip
         adv = token_advantages(cfg, scored, rep, token_step)
         prompt_ids = [policy.tokenizer.encode(p, add_special_tokens=False) for p in f_prompts]
-        stats = train_step(policy, optimizer, scheduler, cfg, prompt_ids, flat, adv)
+        stats = train_step(policy, optimizer, scheduler, cfg, prompt_ids, flat, adv, dp)
         synced = False
-        tokens = sum(len(c.token_ids) for c in flat)
+        tokens = dp.total(sum(len(c.token_ids) for c in flat))
         state.step += 1
         state.tokens += tokens
         seconds = time.perf_counter() - start
         state.seconds += seconds
-        record |= {
-            "step": state.step,
+        shared = dp.mean({
             "reward": float(np.mean(scored.outcome)),
             "accuracy": float(np.mean(scored.correct)),
-            "length": tokens / len(flat),
+            "length": float(np.mean([len(c.token_ids) for c in flat])),
             "steps_per_solution": float(np.mean([len(st) for st in steps])),
-            **{k: round(v, 6) for k, v in stats.items()},
-            **scored.extras,
+            **stats, **scored.extras, **record,
+        })  # fmt: skip
+        record = {
+            "step": state.step,
+            **{k: round(v, 6) for k, v in shared.items()},
             "lr": scheduler.get_last_lr()[0],
             "generate_seconds": round(gen_seconds, 3),
             "seconds": round(seconds, 3),
@@ -544,7 +638,9 @@ def run_rl(
             advance(1, tokens)
         last = state.step == cfg.steps or state.step == stop_after_steps
         if last or state.step % cfg.optim.checkpoint_every == 0:
-            checkpointer.save(models, optims, state)
+            if dp.main:
+                checkpointer.save(models, optims, state)
+            dp.barrier()
         if state.step == stop_after_steps:
             break
     return state
