@@ -11,30 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rwpipe.backends.hf import HFGenerator  # noqa: E402
-from rwpipe.rl import DataParallel, RLCheckpointer, load_policy_model, run_rl  # noqa: E402
-from rwpipe.steps import split_steps  # noqa: E402
-from rwpipe.verify import VerifierPool  # noqa: E402
-from tests.test_rl import _cfg, _curve, _problems  # noqa: E402
+from rwpipe.rl import DataParallel  # noqa: E402
+from tests.test_rl import _cfg, _curve, _run  # noqa: E402
 
 
 def main() -> None:
     tiny, out = Path(sys.argv[1]), Path(sys.argv[2])
     dp = DataParallel.from_env()
     cfg = _cfg(steps=2, prompts_per_step=2)
-    torch.manual_seed(0)
-    policy = load_policy_model(tiny, cfg, torch.device("cpu"), torch.float32)
-    generator = HFGenerator(str(tiny), device="cpu", seed=0)
-    with VerifierPool(workers=1) as verifier:
-        state = run_rl(
-            _problems(), policy, generator, cfg, seed=0,
-            checkpointer=RLCheckpointer(out / "ckpt", "f"), split_steps=split_steps,
-            verifier=verifier, dp=dp,
-        )  # fmt: skip
+    policy, state = _run(out / "ckpt", tiny, cfg, dp=dp)
     digest = hashlib.sha256()
     lora_b = 0.0
     for name, p in sorted(policy.model.named_parameters()):

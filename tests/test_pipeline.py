@@ -97,16 +97,16 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert "didn't change" in again or "up to date" in again
 
 
-def test_exp_run_reruns_the_changed_stage_and_what_follows(repo):
+def test_changing_annotate_params_reruns_annotate_and_what_follows_not_rollout(repo):
     _sh(repo, "dvc", "repro")
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
-    out = _sh(repo, "dvc", "exp", "run", "-S", "rl.kl_coef=0.05")
-    assert all(f"Running stage '{s}'" in out for s in ("rl", "rollout_rl", "eval"))
-    others = ("model", "prepare", "rollout", "annotate", "train_rm", "train_prm")
-    assert not any(f"Running stage '{s}'" in out for s in others)
-    card = json.loads((repo / "data" / "models" / "policy-rl" / "rwpipe-policy.json").read_text())
-    assert card["params"]["kl_coef"] == 0.05
+    out = _sh(repo, "dvc", "exp", "run", "-S", "annotate.completion.k=3")
+    downstream = ("annotate", "pairs", "train_rm", "train_prm", "rl", "rollout_rl", "eval")
+    assert all(f"Running stage '{s}'" in out for s in downstream), out
+    assert not any(f"Running stage '{s}'" in out for s in ("model", "prepare", "rollout"))
+    labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
+    assert artifacts.artifact_metadata(labels)["config"]["completion"]["k"] == 3
 
 
 def test_changing_only_eval_params_reruns_only_eval(repo):

@@ -138,7 +138,7 @@ def _cfg(**kw) -> RLConfig:
     return RLConfig(**(base | kw))
 
 
-def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f"):
+def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f", dp=None):
     from rwpipe.backends.hf import HFGenerator
     from rwpipe.rl import RLCheckpointer, load_policy_model, run_rl
     from rwpipe.steps import split_steps
@@ -151,7 +151,7 @@ def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f"):
         state = run_rl(
             _problems(), policy, generator, cfg, seed=0,
             checkpointer=RLCheckpointer(tmp_path, fingerprint), split_steps=split_steps,
-            verifier=verifier, stop_after_steps=stop,
+            verifier=verifier, stop_after_steps=stop, dp=dp,
         )  # fmt: skip
     return policy, state
 
