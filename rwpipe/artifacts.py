@@ -123,7 +123,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
-        yield target
+        try:
+            yield target
+        except OSError as exc:
+            if exc.filename is not None or exc.errno is None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc  # name it
         if path.is_dir() and not path.is_symlink():
             old = tmp / ".old"
             os.replace(path, old)  # directories cannot be replaced in one rename

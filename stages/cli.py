@@ -4,6 +4,7 @@ Stage modules import only light libraries at module level, so `rwpipe --help` an
 `rwpipe <stage> --help` work without torch or vllm.
 """
 
+import errno
 import sys
 
 import typer
@@ -52,10 +53,20 @@ def main() -> None:
     try:
         app()
     except RwpipeError as exc:
-        # One line, no markup parsing: messages quote user data that may contain "[...]".
-        message = Text.assemble(("error: ", "bold red"), " ".join(str(exc).split()))
-        console.print(message, soft_wrap=True, highlight=False)
-        sys.exit(1)
+        _fail(str(exc))
+    except OSError as exc:
+        # the machine, not the code: a full disk, a quota, a read-only or forbidden path
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc} (nothing was replaced: the previous outputs stand)")
+
+
+def _fail(text: str) -> None:
+    # One line, no markup parsing: messages quote user data that may contain "[...]".
+    message = Text.assemble(("error: ", "bold red"), " ".join(text.split()))
+    console.print(message, soft_wrap=True, highlight=False)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

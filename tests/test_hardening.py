@@ -157,3 +157,31 @@ def test_prepare_bad_sources_are_one_line_exit_1(tmp_path, write_params):
         assert result.returncode == 1 and len(lines) == 1, (name, result.stderr[-2000:])
         assert expect in lines[0], (name, lines[0])
         assert not out.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_artifact(tmp_path, write_params):
+    """The write fails part-way (ENOSPC, simulated in the stage's own process): exit 1, one
+    line, the artifact of the earlier run byte-identical, no temporary left."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "data" / "problems.arrow"
+    run_rwpipe("prepare", out, "--params", write_params({"prepare": {"n_train": 3, "n_eval": 1}}))
+    before = out.read_bytes()
+    full_disk = (
+        "import errno, sys, pyarrow as pa\n"
+        "def full(*a, **k):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "pa.ipc.RecordBatchFileWriter.write_table = full\n"
+        "from stages.cli import main\n"
+        "sys.argv[0] = 'rwpipe'\n"
+        "main()\n"
+    )
+    params = write_params({"prepare": {"n_train": 5, "n_eval": 2}}, "other.yaml")
+    result = subprocess.run([sys.executable, "-c", full_disk, "prepare", str(out), "--params",
+                             str(params)], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+    assert f"{out}: No space left on device" in lines[0] and "previous outputs stand" in lines[0]
+    assert out.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["problems.arrow"]
