@@ -654,7 +654,18 @@ def summarize(state: RLState, window: int = 3) -> dict[str, Any]:
     if not hist:
         return out
     w = max(1, min(window, len(hist) // 2 or 1))
-    for key in ("reward", "accuracy", "length", "kl", "entropy", "clip_fraction"):
+    for key in (
+        "reward",
+        "accuracy",
+        "length",
+        "steps_per_solution",
+        "kl",
+        "entropy",
+        "clip_fraction",
+        "orm_score",
+        "prm_step_score",
+        "implicit_step_reward",
+    ):
         first = [h[key] for h in hist[:w] if key in h]
         last = [h[key] for h in hist[-w:] if key in h]
         if first and last:
