@@ -57,8 +57,7 @@ def annotate(
 
         j = cfg.judge
         judge = (
-            OpenAIJudge(j.base_url, j.model, api_key_env=j.api_key_env,
-                        concurrency=j.concurrency, retries=j.retries, timeout_s=j.timeout_s)
+            OpenAIJudge.from_config(j)
             if j.base_url else LocalJudge(generator)
         )  # fmt: skip
     try:

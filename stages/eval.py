@@ -143,14 +143,7 @@ def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfi
 
     j, generator = cfg.critic, None
     if j.base_url:
-        backend = OpenAIJudge(
-            j.base_url,
-            j.model,
-            api_key_env=j.api_key_env,
-            concurrency=j.concurrency,
-            retries=j.retries,
-            timeout_s=j.timeout_s,
-        )
+        backend = OpenAIJudge.from_config(j)
     else:
         generator = load_policy(str(critic), cfg.search.engine, device=base.device, seed=base.seed)
         backend = LocalJudge(generator)  # fmt: skip

@@ -49,14 +49,7 @@ def probe(
     pairs = [(r["question"], r["answer"]) for r in rows]
     generator = None
     if j.base_url:
-        backend = OpenAIJudge(
-            j.base_url,
-            j.model,
-            api_key_env=j.api_key_env,
-            concurrency=j.concurrency,
-            retries=j.retries,
-            timeout_s=j.timeout_s,
-        )
+        backend = OpenAIJudge.from_config(j)
     else:
         generator = load_policy(str(judge_model), cfg.engine, device=base.device, seed=base.seed)
         backend = LocalJudge(generator)  # fmt: skip

@@ -151,6 +151,12 @@ class OpenAIJudge:
         self.base_url, self.model = base_url, model
         self.concurrency, self.retries, self.backoff_s = concurrency, retries, backoff_s
 
+    @classmethod
+    def from_config(cls, j: Any) -> "OpenAIJudge":
+        """The server a `JudgeConfig` (annotate.judge, eval.critic) names."""
+        return cls(j.base_url, j.model, api_key_env=j.api_key_env, concurrency=j.concurrency,
+                   retries=j.retries, timeout_s=j.timeout_s)  # fmt: skip
+
     def _one(self, message: str, n: int, temperature: float, max_tokens: int, seed: int):
         import openai
 
