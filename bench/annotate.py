@@ -50,7 +50,7 @@ def child_rollouts(args: argparse.Namespace) -> dict:
 
     from rwpipe import artifacts
     from rwpipe.config import PrepareConfig, RolloutConfig, SamplingConfig
-    from rwpipe.problems import build_problems
+    from rwpipe.prepare import build_problems
     from rwpipe.rollout import run_rollout, select_problems
 
     rows, _ = build_problems(PrepareConfig(n_train=args.problems, n_eval=1), seed=0)
@@ -103,8 +103,8 @@ def child_label(args: argparse.Namespace) -> dict:
 
 def processbench_sample(size: int, seed: int = 0) -> list[dict]:
     """A seeded sample of ProcessBench GSM8K, half erroneous, half correct, with gold answers."""
-    from rwpipe.problems.contamination import normalize_text
-    from rwpipe.problems.loaders import _split_gsm8k
+    from rwpipe.prepare.contamination import normalize_text
+    from rwpipe.prepare.loaders import _split_gsm8k
 
     gold = {}
     for line in (SHARED / "gsm8k" / "test.jsonl").read_text().splitlines():
@@ -124,7 +124,8 @@ def processbench_sample(size: int, seed: int = 0) -> list[dict]:
 def child_processbench(args: argparse.Namespace) -> dict:
     """Label a ProcessBench sample with both methods; predictions against the human labels."""
     from rwpipe.annotate.estimate import MCEstimator
-    from rwpipe.annotate.methods import Solution, math_shepherd, omegaprm
+    from rwpipe.annotate.methods import math_shepherd, omegaprm
+    from rwpipe.steps import Solution
     from rwpipe.verify import VerifierPool
 
     items = processbench_sample(args.processbench)
@@ -134,6 +135,7 @@ def child_processbench(args: argparse.Namespace) -> dict:
         for method in ("mc", "omegaprm"):
             solutions = [
                 Solution(
+                    question=x["problem"],
                     index=i,
                     problem_id=x["id"],
                     prompt=generator.chat_prompt(x["problem"]),

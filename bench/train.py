@@ -46,9 +46,9 @@ def child_rwpipe(args: argparse.Namespace) -> dict:
     import torch
 
     from rwpipe.config import LoraConfig, OptimConfig
+    from rwpipe.train.backbone import load_backbone
     from rwpipe.train.data import Example, encode_solution
     from rwpipe.train.loop import Checkpointer, fit
-    from rwpipe.train.models import load_backbone
 
     torch.manual_seed(0)
     backbone = load_backbone(

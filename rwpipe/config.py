@@ -52,7 +52,7 @@ SyntheticKind = Literal["add", "mul", "sub", "add3", "word", "chain"]
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    # Task families, easiest first (see rwpipe.problems.synthetic for each one's definition).
+    # Task families, easiest first (see rwpipe.prepare.synthetic for each one's definition).
     kinds: tuple[SyntheticKind, ...] = ("add", "mul", "sub", "add3", "word", "chain")
 
 
@@ -102,6 +102,10 @@ class VLLMConfig:
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """The generation engine. Defined once in the `engine` section of params.yaml; a stage's
+    own `engine:` mapping (rollout, annotate, rl, eval.search) holds only the keys where that
+    stage differs, merged over the shared section (see `load_section`)."""
+
     backend: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm where it imports, else hf
     hf_batch_size: int = 64  # sequences per transformers generate() call
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
@@ -345,7 +349,7 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """PRM-guided step-level beam search on eval problems (rwpipe.search)."""
+    """PRM-guided step-level beam search on eval problems (rwpipe.eval.search)."""
 
     problems: int = 0  # eval problems to search (the first ones; 0 = no search)
     beam_width: int = 2
@@ -399,6 +403,7 @@ class EvalConfig:
 
 SECTIONS: dict[str, type] = {
     "base": BaseConfig,
+    "engine": GenerationConfig,
     "model": ModelConfig,
     "prepare": PrepareConfig,
     "rollout": RolloutConfig,
@@ -443,13 +448,32 @@ def load_section(path: str | Path, section: str, cls: type[T] | None = None) -> 
     data = read_params(path)
     if section not in data:
         raise ConfigError(f"{path}: missing section '{section}'")
-    return build(cls, data[section], f"{path}: {section}")
+    shared = data.get("engine") if section != "engine" else None
+    if shared is not None and not isinstance(shared, dict):
+        raise ConfigError(f"{path}: engine: expected a mapping, got {_name(shared)}")
+    return build(cls, data[section], f"{path}: {section}", shared or {})
 
 
-def build(cls: type[T], data: Any, where: str) -> T:
-    """Build dataclass `cls` from a mapping, checking keys and types recursively."""
+def merge(base: dict[str, Any], over: Any) -> Any:
+    """`over` laid over `base`, mapping by mapping (a non-mapping in `over` replaces)."""
+    if not isinstance(over, dict):
+        return over
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(base[key], value) if isinstance(base.get(key), dict) else value
+    return out
+
+
+def build(cls: type[T], data: Any, where: str, engine: dict[str, Any] | None = None) -> T:
+    """Build dataclass `cls` from a mapping, checking keys and types recursively.
+
+    `engine` is the shared `engine` section: every `GenerationConfig` field inside `cls` starts
+    from it, and the field's own mapping overrides the keys it names.
+    """
     if data is None:
         data = {}
+    if cls is GenerationConfig and engine:
+        data = merge(engine, data)
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -459,17 +483,28 @@ def build(cls: type[T], data: Any, where: str) -> T:
         raise ConfigError(
             f"{where}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(fields))})"
         )
-    values = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    if engine:  # an engine the section omits still starts from the shared one
+        data = data | {f: {} for f in fields if f not in data and _holds_engine(hints[f])}
+    values = {k: _coerce(hints[k], v, f"{where}.{k}", engine) for k, v in data.items()}
     try:
         return cls(**values)
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _holds_engine(tp: Any) -> bool:
+    """Whether dataclass `tp` is, or holds at any depth, a GenerationConfig."""
+    if tp is GenerationConfig:
+        return True
+    if not dataclasses.is_dataclass(tp):
+        return False
+    return any(_holds_engine(h) for h in typing.get_type_hints(tp).values())
+
+
+def _coerce(tp: Any, value: Any, where: str, engine: dict[str, Any] | None = None) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
+        return build(tp, value, where, engine)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None

@@ -30,7 +30,7 @@ def annotate(
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "annotate", AnnotateConfig)
     from rwpipe.annotate import run_annotate
-    from rwpipe.rollout import load_policy
+    from rwpipe.backends import load_engine
 
     table = artifacts.read_artifact(rollouts, "rollouts")
     if table.num_rows == 0:  # before any engine starts
@@ -47,9 +47,7 @@ def annotate(
     }
     store = artifacts.ShardStore(out, "labels", fingerprint)
     generator = (
-        load_policy(str(completer), cfg.engine, device=base.device, seed=base.seed)
-        if sampling
-        else None
+        load_engine(completer, cfg.engine, device=base.device, seed=base.seed) if sampling else None
     )
     judge = None
     if cfg.method in ("judge", "consensus"):

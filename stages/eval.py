@@ -96,10 +96,10 @@ def evaluate(
             (r["problem_id"], r["sample_idx"]): s for r, s in zip(rows, got, strict=True)
         }
         if name == "prm" and cfg.search.problems and policy is not None:
-            from rwpipe.rollout import load_policy
-            from rwpipe.search import evaluate_search
+            from rwpipe.backends import load_engine
+            from rwpipe.eval.search import evaluate_search
 
-            generator = load_policy(str(policy), cfg.search.engine, device=base.device,
+            generator = load_engine(policy, cfg.search.engine, device=base.device,
                                     seed=base.seed)  # fmt: skip
             try:
                 metrics["search"] = evaluate_search(
@@ -137,15 +137,15 @@ def evaluate(
 
 def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:
     """ProcessBench for an LLM critic: a local model (`--critic`) or `eval.critic.base_url`."""
+    from rwpipe.backends import load_engine
     from rwpipe.eval import processbench
     from rwpipe.judge import LocalJudge, OpenAIJudge
-    from rwpipe.rollout import load_policy
 
     j, generator = cfg.critic, None
     if j.base_url:
         backend = OpenAIJudge.from_config(j)
     else:
-        generator = load_policy(str(critic), cfg.search.engine, device=base.device, seed=base.seed)
+        generator = load_engine(critic, cfg.search.engine, device=base.device, seed=base.seed)
         backend = LocalJudge(generator)  # fmt: skip
     try:
         per = {

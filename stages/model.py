@@ -11,7 +11,7 @@ from stages.report import console
 def model(out_dir: OutDir, *, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Convert or copy `model.source` (alias, local directory or hub id) into OUT_DIR."""
     cfg = load_section(params, "model", ModelConfig)
-    from rwpipe.models.materialize import materialize_model  # lazy: pulls in torch
+    from rwpipe.model.materialize import materialize_model  # lazy: pulls in torch
 
     info = materialize_model(cfg, out_dir)  # writes the directory atomically
     n = info.get("num_parameters")

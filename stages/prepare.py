@@ -15,7 +15,7 @@ def prepare(out: OutFile, *, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Load or generate problems per `prepare` in params.yaml and write OUT."""
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "prepare", PrepareConfig)
-    from rwpipe.problems import build_problems
+    from rwpipe.prepare import build_problems
 
     rows, stats = build_problems(cfg, base.seed)
     table = pa.Table.from_pylist(rows)

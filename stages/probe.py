@@ -41,9 +41,9 @@ def probe(
         raise InputError(f"{judge_model}: not a model directory (no config.json)")
     from rich.table import Table
 
+    from rwpipe.backends import load_engine
     from rwpipe.judge import LocalJudge, OpenAIJudge, judge_outcomes
-    from rwpipe.judge.probe import MASTER_KEYS, false_positive_rates, probe_rates
-    from rwpipe.rollout import load_policy
+    from rwpipe.probe import MASTER_KEYS, false_positive_rates, probe_rates
     from rwpipe.verify import VerifierPool
 
     pairs = [(r["question"], r["answer"]) for r in rows]
@@ -51,7 +51,7 @@ def probe(
     if j.base_url:
         backend = OpenAIJudge.from_config(j)
     else:
-        generator = load_policy(str(judge_model), cfg.engine, device=base.device, seed=base.seed)
+        generator = load_engine(judge_model, cfg.engine, device=base.device, seed=base.seed)
         backend = LocalJudge(generator)  # fmt: skip
 
     def llm_judge(questions, golds, responses):

@@ -45,7 +45,8 @@ def rl(
     """Fine-tune the policy with on-policy RL (GRPO, Dr.GRPO, RLOO, REINFORCE++)."""
     base = load_section(params, "base", BaseConfig)
     cfg = load_section(params, "rl", RLConfig)
-    from rwpipe.rollout import load_policy, select_problems
+    from rwpipe.backends import load_engine
+    from rwpipe.rollout import select_problems
 
     selected = select_problems(
         artifacts.read_artifact(problems, "problems"), cfg.splits, str(problems)
@@ -76,9 +77,9 @@ def rl(
         summarize,
     )
     from rwpipe.rl.report import write_report
-    from rwpipe.rollout import StepRule
     from rwpipe.runtime import default_dtype, pick_device, seed_everything
     from rwpipe.score import Scorer
+    from rwpipe.steps import StepRule
     from rwpipe.verify import VerifierPool
 
     dp = DataParallel.from_env()  # under `accelerate launch` / `torchrun`: data parallel
@@ -95,7 +96,7 @@ def rl(
     prm_scorer = Scorer(prm, device=device, dtype=dtype) if prm else None
     implicit = None
     if cfg.rewards.implicit_prm:
-        from rwpipe.train.models import load_backbone
+        from rwpipe.train.backbone import load_backbone
 
         implicit = load_backbone(policy, "implicit_prm", device=device, dtype=dtype,
                                  lora=cfg.lora, beta=cfg.rewards.implicit_beta)  # fmt: skip
@@ -103,10 +104,10 @@ def rl(
     # one engine per process; vLLM on GPUs joins torchrun's world (TP inside each rank's group)
     extra = {"distributed_executor_backend": "external_launcher"} if (
         dp.world > 1 and device.type == "cuda") else None  # fmt: skip
-    generator = load_policy(str(policy), cfg.engine, device=base.device, seed=base.seed,
+    generator = load_engine(policy, cfg.engine, device=base.device, seed=base.seed,
                             extra=extra)  # fmt: skip
     checkpointer = RLCheckpointer(run_dir, fingerprint.hexdigest())
-    steps = StepRule(base.step_split, base.step_pattern)
+    steps = StepRule.from_config(base)
     try:
         bar = progress_bar(cfg.steps, "rl", "steps") if dp.main else contextlib.nullcontext()
         with VerifierPool() as verifier, bar as advance:

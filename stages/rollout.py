@@ -36,7 +36,9 @@ def rollout(
         if not chosen or any(s not in ("train", "eval") for s in chosen):
             raise InputError(f"--splits {splits!r}: expected train, eval or train,eval")
         cfg = dataclasses.replace(cfg, splits=chosen)
-    from rwpipe.rollout import StepRule, load_policy, run_rollout, select_problems
+    from rwpipe.backends import load_engine
+    from rwpipe.rollout import run_rollout, select_problems
+    from rwpipe.steps import StepRule
 
     selected = select_problems(
         artifacts.read_artifact(problems, "problems"), cfg.splits, str(problems)
@@ -50,9 +52,9 @@ def rollout(
         "model": artifacts.path_digest(model_dir),
     }
     store = artifacts.ShardStore(out, "rollouts", fingerprint)
-    generator = load_policy(str(model_dir), cfg.engine, device=base.device, seed=base.seed)
+    generator = load_engine(model_dir, cfg.engine, device=base.device, seed=base.seed)
     try:
-        steps = StepRule(base.step_split, base.step_pattern)
+        steps = StepRule.from_config(base)
         num_shards, stats = run_rollout(
             selected, generator, cfg, seed=base.seed, store=store, steps=steps
         )

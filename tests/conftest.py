@@ -54,7 +54,7 @@ def smollm2(tmp_path_factory) -> tuple[Path, dict]:
     Never skipped: the real model is what users run, and `make test` installs it.
     """
     from rwpipe.config import ModelConfig
-    from rwpipe.models.materialize import materialize_model
+    from rwpipe.model.materialize import materialize_model
 
     out = tmp_path_factory.mktemp("smollm2") / "model"
     return out, materialize_model(ModelConfig(), out)

@@ -16,9 +16,10 @@ import yaml
 from rwpipe import artifacts
 from rwpipe.annotate import run_annotate
 from rwpipe.annotate.estimate import MCEstimator
-from rwpipe.annotate.methods import Solution, math_shepherd, omegaprm
+from rwpipe.annotate.methods import math_shepherd, omegaprm
 from rwpipe.config import AnnotateConfig, CompletionConfig
 from rwpipe.errors import InputError
+from rwpipe.steps import Solution
 from rwpipe.verify import VerifierPool
 from tests.conftest import CLI, ROOT, run_rwpipe
 from tests.fakes import ScriptedGenerator
@@ -48,7 +49,7 @@ def _solution(n: int, error: int | None, *, finished: bool = True, index: int = 
     if not finished:
         steps[-1] = last + f"step {n - 1}\n\n"
     outcome = (1 if error is None else 0) if finished else 0
-    return Solution(index, pid, PROMPT, steps, GOLD, outcome, finished)
+    return Solution("q", PROMPT, steps, pid, index, GOLD, outcome, finished)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,7 @@ def real_rollouts(tmp_path_factory, smollm2_dir):
     data["prepare"] |= {"n_train": 2, "n_eval": 1}
     data["rollout"] |= {"splits": ["train"], "shard_size": 2}
     data["rollout"]["sampling"] |= {"n": 3, "max_new_tokens": 64}
-    data["rollout"]["engine"]["backend"] = "vllm"
+    data["rollout"]["engine"] = {"backend": "vllm"}
     params = where / "params.yaml"
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     run_rwpipe("prepare", where / "problems.arrow", "--params", params)
@@ -247,7 +248,7 @@ def test_stage_labels_real_rollouts_through_vllm(tmp_path, real_rollouts, smollm
     data = copy.deepcopy(data)
     data["annotate"] |= {"method": method, "shard_size": 1}
     data["annotate"]["completion"] |= {"k": 2, "k_first": 1, "max_new_tokens": 48}
-    data["annotate"]["engine"]["backend"] = "vllm"
+    data["annotate"]["engine"] = {"backend": "vllm"}
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "labels.arrow"

@@ -8,7 +8,15 @@ import dataclasses
 import pytest
 import yaml
 
-from rwpipe.config import SECTIONS, ModelConfig, PrepareConfig, load_section
+from rwpipe.config import (
+    SECTIONS,
+    GenerationConfig,
+    ModelConfig,
+    PrepareConfig,
+    RLConfig,
+    RolloutConfig,
+    load_section,
+)
 from rwpipe.errors import ConfigError
 from tests.conftest import ROOT
 
@@ -27,6 +35,8 @@ def test_shipped_params_spell_out_every_field():
 
     def check(cls, values, where):
         for f in dataclasses.fields(cls):
+            if f.type is GenerationConfig and where != "engine":
+                continue  # spelled out once, in the shared `engine` section
             assert f.name in values, f"{where}.{f.name} missing from params.yaml"
             if dataclasses.is_dataclass(f.type) or isinstance(f.default_factory, type):
                 nested = f.default_factory if isinstance(f.default_factory, type) else f.type
@@ -112,3 +122,22 @@ def test_int_accepted_for_float_and_null_for_optional(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("model: {revision: null}\n")
     assert load_section(path, "model", ModelConfig).revision is None
+
+
+def test_engine_is_defined_once_and_stages_override_only_what_differs(write_params):
+    path = write_params({"engine": {"backend": "hf", "hf_batch_size": 16}})
+    rollout = load_section(path, "rollout", RolloutConfig)
+    rl = load_section(path, "rl", RLConfig)
+    search = load_section(path, "eval").search
+    assert rollout.engine.backend == rl.engine.backend == search.engine.backend == "hf"
+    assert rollout.engine.hf_batch_size == search.engine.hf_batch_size == 16
+    # rl's own mapping names only gpu_memory_utilization; the rest comes from `engine`
+    assert rl.engine.vllm.gpu_memory_utilization == 0.5
+    assert rollout.engine.vllm.gpu_memory_utilization == 0.85
+    assert rl.engine.vllm.max_model_len == rollout.engine.vllm.max_model_len
+
+
+def test_stage_engine_override_is_checked_strictly(write_params):
+    path = write_params({"rl": {"engine": {"vllm": {"gpu_mem": 0.3}}}})
+    with pytest.raises(ConfigError, match=r"rl\.engine\.vllm: unknown key 'gpu_mem'"):
+        load_section(path, "rl", RLConfig)

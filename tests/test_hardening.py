@@ -35,7 +35,7 @@ BAD = ["missing_file", "wrong_artifact", "empty_table", "schema_drift", "truncat
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    from rwpipe.models.tiny import build_tiny_lm
+    from rwpipe.model.tiny import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny") / "lm", seed=0)
 

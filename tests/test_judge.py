@@ -119,7 +119,7 @@ def test_the_api_key_is_read_from_the_named_variable(monkeypatch):
 def test_judge_annotation_on_a_local_engine_writes_valid_labels(tmp_path):
     from rwpipe.backends.hf import HFGenerator
     from rwpipe.judge import LocalJudge
-    from rwpipe.models.tiny import build_tiny_lm
+    from rwpipe.model.tiny import build_tiny_lm
     from rwpipe.verify import VerifierPool
 
     model = build_tiny_lm(tmp_path / "lm", seed=0)
@@ -143,8 +143,8 @@ def test_judge_annotation_on_a_local_engine_writes_valid_labels(tmp_path):
 
 
 def test_probe_command_prints_a_rate_per_key_and_the_rule_verifier_is_zero(tmp_path, write_params):
-    from rwpipe.judge.probe import MASTER_KEYS
-    from rwpipe.models.tiny import build_tiny_lm
+    from rwpipe.model.tiny import build_tiny_lm
+    from rwpipe.probe import MASTER_KEYS
     from tests.conftest import run_rwpipe
 
     model = build_tiny_lm(tmp_path / "lm", seed=0)

@@ -6,8 +6,8 @@ python -m pytest tests/test_judge_probe.py -q
 import pytest
 
 from rwpipe.config import PrepareConfig
-from rwpipe.judge.probe import MASTER_KEYS, false_positive_rates
-from rwpipe.problems import build_problems
+from rwpipe.prepare import build_problems
+from rwpipe.probe import MASTER_KEYS, false_positive_rates
 from rwpipe.verify import VerifierPool
 
 
@@ -39,7 +39,7 @@ def test_repeated_question_whose_last_number_is_the_answer():
 
 
 def test_probe_rates_count_acceptances_and_abstentions_per_key():
-    from rwpipe.judge.probe import probe_rates
+    from rwpipe.probe import probe_rates
 
     def judge(questions, golds, responses):  # accepts "Solution", abstains on the empty answer
         return [True if r == "Solution" else None if r == "" else False for r in responses]

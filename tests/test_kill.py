@@ -80,7 +80,7 @@ def _out(where: Path, stage: str) -> Path:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """Reference (uninterrupted) runs: stage -> (output, seconds)."""
-    from rwpipe.models.tiny import build_tiny_lm
+    from rwpipe.model.tiny import build_tiny_lm
 
     where = tmp_path_factory.mktemp("chain")
     model = build_tiny_lm(where / "tiny", seed=0)

@@ -1,4 +1,4 @@
-"""rwpipe.models: materialize + tiny. Run: pytest tests/test_models.py [-m "not slow"]"""
+"""rwpipe.model: materialize + tiny. Run: pytest tests/test_models.py [-m "not slow"]"""
 
 import hashlib
 import json
@@ -13,9 +13,9 @@ import pytest
 
 from rwpipe.config import ModelConfig
 from rwpipe.errors import InputError
-from rwpipe.models import materialize
-from rwpipe.models.materialize import INFO_FILE, materialize_model, resolve_source
-from rwpipe.models.tiny import build_tiny_lm
+from rwpipe.model import materialize
+from rwpipe.model.materialize import INFO_FILE, materialize_model, resolve_source
+from rwpipe.model.tiny import build_tiny_lm
 
 
 def sha256(path: Path) -> str:
@@ -49,7 +49,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_import_is_light() -> None:
     code = (
-        "import sys, rwpipe.models.materialize, rwpipe.models.tiny; "
+        "import sys, rwpipe.model.materialize, rwpipe.model.tiny; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -145,7 +145,7 @@ def test_hub_id_offline_fails_fast(tmp_path: Path) -> None:
     code = (
         "from pathlib import Path; from rwpipe.config import ModelConfig\n"
         "from rwpipe.errors import InputError\n"
-        "from rwpipe.models.materialize import materialize_model\n"
+        "from rwpipe.model.materialize import materialize_model\n"
         "try: materialize_model(ModelConfig(source='rwpipe-test/no-such-model'), Path('m'))\n"
         "except InputError as exc: print(exc)\n"
     )

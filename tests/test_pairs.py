@@ -62,7 +62,7 @@ def test_stage_writes_pairs_and_refuses_labels_without_any(tmp_path, write_param
 
 def test_train_rm_learns_from_a_pairs_artifact_with_margins(tmp_path):
     from rwpipe.config import LoraConfig, OptimConfig, TrainRMConfig
-    from rwpipe.models.tiny import build_tiny_lm
+    from rwpipe.model.tiny import build_tiny_lm
     from rwpipe.train import train_reward_model
 
     rows = [_row(f"p{i}", j, int(j == 0), [1.0 - 0.5 * j, 1.0 - 0.5 * j])

@@ -1,4 +1,4 @@
-"""Tests for rwpipe.problems (synthetic, loaders, contamination): pytest tests/test_problems.py"""
+"""Tests for rwpipe.prepare (synthetic, loaders, contamination): pytest tests/test_problems.py"""
 
 import json
 import os
@@ -15,9 +15,9 @@ from math_verify import parse, verify
 from rwpipe.artifacts import validate
 from rwpipe.config import PrepareConfig, SyntheticConfig
 from rwpipe.errors import InputError
-from rwpipe.problems import build_problems, contamination_report, generate_synthetic, loaders
-from rwpipe.problems.loaders import last_boxed, load_problems, normalize_answer, read_rows
-from rwpipe.problems.synthetic import KINDS
+from rwpipe.prepare import build_problems, contamination_report, generate_synthetic, loaders
+from rwpipe.prepare.loaders import last_boxed, load_problems, normalize_answer, read_rows
+from rwpipe.prepare.synthetic import KINDS
 
 DATA = Path("/work/shared/data")
 GSM8K_TEST, GSM8K_TRAIN = DATA / "gsm8k/test.jsonl", DATA / "gsm8k/train.jsonl"
@@ -61,7 +61,7 @@ def test_synthetic_is_deterministic_across_processes():
     other = generate_synthetic(24, 8, KINDS, "train")
     assert [r["question"] for r in rows] != [r["question"] for r in other]
     code = (
-        "import json; from rwpipe.problems.synthetic import generate_synthetic, KINDS; "
+        "import json; from rwpipe.prepare.synthetic import generate_synthetic, KINDS; "
         "print(json.dumps(generate_synthetic(24, 7, KINDS, 'train')))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}  # str hash() differs from this process
@@ -321,7 +321,7 @@ def test_build_problems_two_files_get_unique_ids():
 
 def test_import_pulls_in_nothing_heavy():
     code = (
-        "import sys, rwpipe.problems; "
+        "import sys, rwpipe.prepare; "
         "heavy = {'torch', 'transformers', 'datasets', 'math_verify'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

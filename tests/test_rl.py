@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rwpipe.config import LoraConfig, OptimConfig, RewardsConfig, RLConfig, RLSamplingConfig
-from rwpipe.models.tiny import build_tiny_lm, build_tiny_tokenizer
+from rwpipe.model.tiny import build_tiny_lm, build_tiny_tokenizer
 from rwpipe.rl.advantages import (
     outcome_advantages,
     policy_loss,
@@ -205,7 +205,7 @@ def test_prime_updates_an_implicit_prm_online(tmp_path, tiny_dir):
     from rwpipe.backends.hf import HFGenerator
     from rwpipe.rl import RLCheckpointer, load_policy_model, run_rl
     from rwpipe.steps import split_steps
-    from rwpipe.train.models import load_backbone
+    from rwpipe.train.backbone import load_backbone
     from rwpipe.verify import VerifierPool
 
     cfg = _cfg(steps=2, rewards=RewardsConfig(verifiable=1.0, implicit_prm=1.0))
@@ -244,7 +244,7 @@ def _write_params(path, **rl):
 @pytest.fixture
 def problems_file(tmp_path):
     from rwpipe import artifacts
-    from rwpipe.problems.synthetic import generate_synthetic
+    from rwpipe.prepare.synthetic import generate_synthetic
 
     rows = generate_synthetic(6, 0, ("add",), "train")
     table = pa.Table.from_pylist(rows)

@@ -16,7 +16,8 @@ import yaml
 from rwpipe import artifacts
 from rwpipe.config import RolloutConfig, SamplingConfig
 from rwpipe.errors import InputError
-from rwpipe.rollout import StepRule, run_rollout, select_problems
+from rwpipe.rollout import run_rollout, select_problems
+from rwpipe.steps import StepRule
 from tests.conftest import CLI, ROOT, run_rwpipe
 from tests.fakes import ScriptedGenerator
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rwpipe.errors import InputError
-from rwpipe.models.tiny import _tiny_config, build_tiny_tokenizer
+from rwpipe.model.tiny import _tiny_config, build_tiny_tokenizer
 from rwpipe.score import MS_BAD, MS_GOOD, MS_TAG, QWEN_TAG, Scorer, Solution, detect_format
 
 SOLUTIONS = [
@@ -88,8 +88,8 @@ def test_trl_prm_convention(tmp_path):
 
 
 def test_rwpipe_models_score_through_the_same_api(tmp_path):
-    from rwpipe.models.tiny import build_tiny_lm
-    from rwpipe.train.models import load_backbone, save_backbone
+    from rwpipe.model.tiny import build_tiny_lm
+    from rwpipe.train.backbone import load_backbone, save_backbone
 
     base = build_tiny_lm(tmp_path / "lm")
     for kind in ("prm", "orm", "implicit_prm"):

@@ -5,8 +5,8 @@ python -m pytest tests/test_search.py -q
 """
 
 from rwpipe.config import SearchConfig
+from rwpipe.eval.search import beam_search
 from rwpipe.runtime import stable_seed
-from rwpipe.search import beam_search
 from tests.fakes import ScriptedGenerator
 
 EOS = stable_seed("<eos>") % 49_000 + 3  # the id ScriptedGenerator gives the word "<eos>"

@@ -13,8 +13,9 @@ import torch
 from rwpipe import artifacts
 from rwpipe.config import LoraConfig, OptimConfig, TrainPRMConfig, TrainRMConfig
 from rwpipe.errors import InputError
-from rwpipe.models.tiny import build_tiny_lm, build_tiny_tokenizer
+from rwpipe.model.tiny import build_tiny_lm, build_tiny_tokenizer
 from rwpipe.train import train_reward_model
+from rwpipe.train.backbone import Backbone, load_backbone
 from rwpipe.train.data import (
     Example,
     encode_solution,
@@ -31,7 +32,6 @@ from rwpipe.train.losses import (
     token_logprobs,
 )
 from rwpipe.train.metrics import roc_auc
-from rwpipe.train.models import Backbone, load_backbone
 
 
 def _sig(x: float) -> float:

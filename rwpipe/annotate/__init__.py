@@ -14,13 +14,14 @@ from typing import Any
 import pyarrow as pa
 
 from rwpipe.annotate.estimate import MCEstimator
-from rwpipe.annotate.methods import Solution, StepLabels, math_shepherd, omegaprm
+from rwpipe.annotate.methods import StepLabels, math_shepherd, omegaprm
 from rwpipe.artifacts import ShardStore
 from rwpipe.backends import Generator
 from rwpipe.config import AnnotateConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import Stopwatch, progress_bar
 from rwpipe.runtime import stable_seed
+from rwpipe.steps import Solution
 from rwpipe.verify import VerifierPool
 
 __all__ = ["annotate_shard", "plan_shards", "run_annotate", "summarize"]
@@ -72,15 +73,7 @@ def annotate_shard(
     clock = Stopwatch()
     verdicts = verifier.check([r["gold"] for r in rows], [r["completion"] for r in rows])
     solutions = [
-        Solution(
-            index=i,
-            problem_id=r["problem_id"],
-            prompt=r["prompt"],
-            steps=list(r["steps"]),
-            gold=r["gold"],
-            outcome=_outcome(v.verdict),
-            finished=r["finish_reason"] == "stop",
-        )
+        Solution.from_row(r, index=i, outcome=_outcome(v.verdict))
         for i, (r, v) in enumerate(zip(rows, verdicts, strict=True))
     ]
     chosen = (

@@ -21,23 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rwpipe.annotate.estimate import MCEstimator, Query
-
-
-@dataclass(frozen=True)
-class Solution:
-    """What a step-label method needs of one rollout."""
-
-    index: int  # the caller's row index; keys the cost accounting
-    problem_id: str
-    prompt: str
-    steps: list[str]
-    gold: str | None
-    outcome: int | None  # 1 correct, 0 incorrect, None unknown
-    finished: bool  # ended by itself (EOS or a stop string), not cut at max_new_tokens
-
-    def prefix(self, t: int) -> str:
-        """The text of steps 0..t-1 (t steps)."""
-        return "".join(self.steps[:t])
+from rwpipe.steps import Solution
 
 
 @dataclass

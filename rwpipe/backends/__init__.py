@@ -128,16 +128,6 @@ class UpdatableGenerator(Generator, Protocol):
         ...
 
 
-class Scorer(Protocol):
-    """A reward model: one score per step of each solution (ORMs return one-element lists)."""
-
-    def score(
-        self, prompts: Sequence[str], step_lists: Sequence[Sequence[str]]
-    ) -> list[list[float]]:
-        """Scores for `step_lists[i]`, the steps of a solution to `prompts[i]`."""
-        ...
-
-
 def request_seed(engine_seed: int, call_seed: int, prompt_index: int) -> int:
     """The seed of prompt `prompt_index`'s stream; its sample j uses this + j.
 
@@ -206,3 +196,23 @@ def load_generator(
             return HFGenerator(model_dir, device=device, dtype=dtype, seed=seed, **engine_kwargs)
         case _:
             raise ValueError(f"unknown backend {backend!r}; expected auto, vllm or hf")
+
+
+def load_engine(model_dir: str | Any, engine: Any, *, device: str, seed: int,
+                extra: dict[str, Any] | None = None) -> Generator:  # fmt: skip
+    """The one engine factory: the engine an `engine` params section (`GenerationConfig`)
+    describes, for `model_dir`. Every stage that generates (rollout, annotate, judges, rl,
+    search, critics) calls this; vLLM engine arguments in `extra` are added."""
+    if engine.backend == "hf" or (engine.backend == "auto" and not is_vllm_available()):
+        return load_generator(str(model_dir), "hf", device=device, seed=seed,
+                              max_batch_sequences=engine.hf_batch_size)  # fmt: skip
+    v = engine.vllm
+    kwargs = {
+        "kv_cache_gib": v.kv_cache_gib,
+        "tensor_parallel_size": v.tensor_parallel_size,
+        "data_parallel_size": v.data_parallel_size,
+        "gpu_memory_utilization": v.gpu_memory_utilization,
+        "enforce_eager": v.enforce_eager,
+        "max_model_len": v.max_model_len,
+    } | (extra or {})
+    return load_generator(str(model_dir), "vllm", device=device, seed=seed, **kwargs)

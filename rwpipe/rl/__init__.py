@@ -528,7 +528,7 @@ def run_rl(
         split_steps: the step rule (`base.step_split`).
         verifier: a `VerifierPool`.
         orm, prm: `rwpipe.score.Scorer`s when their reward weights are non-zero.
-        implicit: the PRIME implicit PRM (`rwpipe.train.models.Backbone`), or None.
+        implicit: the PRIME implicit PRM (`rwpipe.train.backbone.Backbone`), or None.
         advance: progress callback (steps, tokens).
         stop_after_steps: stop after this many steps (checkpointed); for tests of resume.
         dp: this process's place in a data-parallel run (default: a single process); every

@@ -18,6 +18,7 @@ from rwpipe.config import TrainPRMConfig, TrainRMConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import progress_bar
 from rwpipe.runtime import default_dtype, pick_device, seed_everything
+from rwpipe.train.backbone import Backbone, load_backbone, save_backbone
 from rwpipe.train.data import (
     Example,
     outcome_examples,
@@ -28,7 +29,6 @@ from rwpipe.train.data import (
 )
 from rwpipe.train.loop import Checkpointer, TrainState, fit
 from rwpipe.train.metrics import accuracy, bootstrap_ci, roc_auc
-from rwpipe.train.models import Backbone, load_backbone, save_backbone
 
 __all__ = ["evaluate_backbone", "train_reward_model"]
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from rwpipe.train.backbone import Backbone, trainable_state
 from rwpipe.train.data import length_grouped_batches
-from rwpipe.train.models import Backbone, trainable_state
 
 
 @dataclass

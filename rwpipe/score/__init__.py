@@ -21,25 +21,18 @@ Formats (`format="auto"` detects them):
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from rwpipe.errors import InputError
+from rwpipe.steps import Solution
 from rwpipe.train.data import Example, encode_solution, pad_batch
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MS_TAG, MS_GOOD, MS_BAD = "ки", "+", "-"
 QWEN_TAG = "<extra_0>"
-
-
-@dataclass(frozen=True)
-class Solution:
-    question: str
-    prompt: str  # the chat-templated prompt the policy saw
-    steps: Sequence[str]
 
 
 def detect_format(model_dir: str | Path) -> str:
@@ -91,7 +84,7 @@ class Scorer:
         self.max_length, self.separator = max_length, separator
         self.name = Path(model_dir).name
         if self.format == "rwpipe":
-            from rwpipe.train.models import CARD, load_backbone
+            from rwpipe.train.backbone import CARD, load_backbone
 
             card = json.loads((Path(model_dir) / CARD).read_text())
             self.kind = card["kind"]

@@ -9,53 +9,17 @@ one, up to the backend's own reproducibility (see README "Reproducibility").
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from rwpipe.artifacts import ShardStore
 from rwpipe.backends import Completion, Generator, SamplingParams
-from rwpipe.config import GenerationConfig, RolloutConfig
+from rwpipe.config import RolloutConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import Stopwatch, progress_bar
 from rwpipe.runtime import stable_seed
-from rwpipe.steps import split_steps
+from rwpipe.steps import StepRule
 from rwpipe.verify import VerifierPool
-
-
-@dataclass(frozen=True)
-class StepRule:
-    """How completions are cut into steps (`base.step_split`, `base.step_pattern`)."""
-
-    how: str = "blank_line"
-    pattern: str = ""
-
-    def split(self, text: str) -> list[str]:
-        return split_steps(text, self.how, self.pattern)  # type: ignore[arg-type]
-
-
-def load_policy(model_dir: str, engine: GenerationConfig, *, device: str, seed: int,
-                extra: dict | None = None) -> Generator:  # fmt: skip
-    """The engine `engine.backend` names, with its knobs from params.yaml (vLLM engine
-    arguments in `extra` are added)."""
-    from rwpipe.backends import is_vllm_available, load_generator
-
-    backend = engine.backend
-    if backend == "auto":
-        backend = "vllm" if is_vllm_available() else "hf"
-    if backend == "hf":
-        kwargs = {"max_batch_sequences": engine.hf_batch_size}
-    else:
-        v = engine.vllm
-        kwargs = {
-            "kv_cache_gib": v.kv_cache_gib,
-            "tensor_parallel_size": v.tensor_parallel_size,
-            "data_parallel_size": v.data_parallel_size,
-            "gpu_memory_utilization": v.gpu_memory_utilization,
-            "enforce_eager": v.enforce_eager,
-            "max_model_len": v.max_model_len,
-        } | (extra or {})
-    return load_generator(model_dir, backend, device=device, seed=seed, **kwargs)
 
 
 def select_problems(problems: pa.Table, splits: tuple[str, ...], where: str) -> pa.Table:
@@ -158,7 +122,7 @@ def run_rollout(
     *,
     seed: int,
     store: ShardStore,
-    steps: StepRule = StepRule(),
+    steps: StepRule,
 ) -> tuple[int, dict]:
     """Sample, split and verify every problem, shard by shard, into `store`.
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rwpipe.config import PrepareConfig
 from rwpipe.errors import ConfigError
-from rwpipe.problems.contamination import contamination_report
-from rwpipe.problems.loaders import LoadedRows, load_problems, read_rows, take_subset
-from rwpipe.problems.synthetic import generate_synthetic
+from rwpipe.prepare.contamination import contamination_report
+from rwpipe.prepare.loaders import LoadedRows, load_problems, read_rows, take_subset
+from rwpipe.prepare.synthetic import generate_synthetic
 from rwpipe.runtime import stable_seed
 
 __all__ = ["build_problems", "contamination_report", "generate_synthetic", "load_problems"]
