@@ -13,6 +13,7 @@ from rich.text import Text
 from rwpipe.errors import RwpipeError
 from stages.annotate import annotate
 from stages.eval import evaluate
+from stages.inputs import inputs
 from stages.model import model
 from stages.pairs import pairs
 from stages.prepare import prepare
@@ -30,6 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command()(inputs)
 app.command()(model)
 app.command()(prepare)
 app.command()(rollout)

@@ -3,23 +3,16 @@
 rwpipe prepare data/problems.arrow --params params.yaml
 """
 
-import pyarrow as pa
-
-from rwpipe import artifacts
-from rwpipe.config import BaseConfig, PrepareConfig, load_section
+from rwpipe.config import load_section
 from stages.options import DEFAULT_PARAMS, OutFile, ParamsOpt
 from stages.report import console, print_summary
 
 
 def prepare(out: OutFile, *, params: ParamsOpt = DEFAULT_PARAMS) -> None:
     """Load or generate problems per `prepare` in params.yaml and write OUT."""
-    base = load_section(params, "base", BaseConfig)
-    cfg = load_section(params, "prepare", PrepareConfig)
-    from rwpipe.prepare import build_problems
+    from rwpipe.prepare import run
 
-    rows, stats = build_problems(cfg, base.seed)
-    table = pa.Table.from_pylist(rows)
-    artifacts.write_artifact(table, out, "problems", section="prepare", config=cfg, stats=stats)
+    stats = run(load_section(params, "prepare"), load_section(params, "base"), out=out)
     summary = {f"{split} rows": stats[split]["rows"] for split in ("train", "eval")}
     summary |= {f"dropped (no gold) from {spec}": n for spec, n in stats["dropped"].items() if n}
     print_summary(f"prepare -> {out}", summary)

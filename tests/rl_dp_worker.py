@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rwpipe.rl import DataParallel  # noqa: E402
+from rwpipe.rl.parallel import DataParallel  # noqa: E402
 from tests.test_rl import _cfg, _curve, _run  # noqa: E402
 
 

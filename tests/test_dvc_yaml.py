@@ -1,4 +1,5 @@
-"""dvc.yaml, params.yaml and the stages agree with each other.
+"""dvc.yaml, params.yaml and the stages agree with each other (code deps and params against
+each stage's import closure: tests/test_dvc_deps.py).
 
 python -m pytest tests/test_dvc_yaml.py -q
 """
@@ -49,8 +50,11 @@ def test_every_params_section_exists_and_has_a_dataclass():
             assert isinstance(section, str), f"{name}: list whole sections, not single keys"
             assert section in PARAMS, f"{name}: section {section} not in params.yaml"
             assert section in SECTIONS, f"{name}: section {section} has no dataclass"
+        # a command with a params section of its own lists it (`inputs` has none: it reads
+        # the sections naming files; tests/test_dvc_deps.py checks every stage's sections)
         section = stage["cmd"].split()[1].replace("-", "_")
-        assert section in stage.get("params", []), f"{name}: its command's section is not a param"
+        if section in SECTIONS:
+            assert section in stage.get("params", []), f"{name}: its section is not a param"
 
 
 def test_every_out_appears_in_its_cmd():

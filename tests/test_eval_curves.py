@@ -77,7 +77,7 @@ def test_processbench_protocol_with_a_scripted_scorer(tmp_path):
     assert (t, f1) == (0.1, 0.0)  # "b" is in every solution: no threshold separates them
     with pytest.raises(InputError, match="both erroneous and correct"):
         tune_threshold(score_items(Scorer(), loaded[:1]), [1])
-    r = evaluate(Scorer(), loaded, t, rule=f"tuned on dev: {t}")
+    r = evaluate(Scorer(), loaded, t, threshold_rule=f"tuned on dev: {t}")
     assert r["threshold"] == t and r["threshold_rule"] == f"tuned on dev: {t}"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"problem": "x", "steps": ["a"], "label": 3}]))
@@ -115,3 +115,26 @@ def test_pairwise_accuracy_by_hand():
                            ["min", "last"])  # fmt: skip
     assert table["prm_min"]["accuracy"] == pytest.approx(5 / 7)
     assert table["prm_last"]["accuracy"] == pytest.approx(0.5)  # all 1.0: every pair ties
+
+
+@pytest.mark.parametrize(
+    ("how", "pattern", "sep"),
+    [("blank_line", "", "\n\n"), ("line", "", "\n"), ("regex", r"\n(?=Step \d)", "\n")],
+)
+def test_processbench_joins_bare_steps_under_the_step_rule(how, pattern, sep):
+    from rwpipe.eval.processbench import evaluate, score_items
+    from rwpipe.steps import StepRule
+
+    rule = StepRule(how, pattern)
+    seen = []
+
+    class Scorer:  # records the steps it is given
+        def score(self, solutions, batch_size):
+            seen.extend(list(s.steps) for s in solutions)
+            return [(None, [0.9] * len(s.steps)) for s in solutions]
+
+    items = [{"problem": "p", "steps": ["Step 1: a", "Step 2: b", "Step 3: c"], "label": -1}]
+    score_items(Scorer(), items, rule=rule)
+    evaluate(Scorer(), items, 0.5, rule=rule)
+    want = ["Step 1: a" + sep, "Step 2: b" + sep, "Step 3: c"]
+    assert seen == [want, want] and rule.split("".join(want)) == want

@@ -85,7 +85,7 @@ def test_policy_loss_clip_kl_and_aggregations():
 
 
 def test_token_steps_maps_tokens_to_the_step_that_holds_them():
-    from rwpipe.rl import token_steps
+    from rwpipe.rl.rewards import token_steps
 
     tok = build_tiny_tokenizer()  # byte-level: one token per character
     ids = tok.encode("ab\n\ncd<|im_end|>", add_special_tokens=False)
@@ -95,7 +95,7 @@ def test_token_steps_maps_tokens_to_the_step_that_holds_them():
 
 
 def test_step_prompts_cover_each_problem_once_per_epoch():
-    from rwpipe.rl import step_prompts
+    from rwpipe.rl.sampling import step_prompts
 
     seen = [i for s in range(5) for i in step_prompts(10, 4, s, seed=3)]  # 2 epochs exactly
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
@@ -140,8 +140,10 @@ def _cfg(**kw) -> RLConfig:
 
 def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f", dp=None):
     from rwpipe.backends.hf import HFGenerator
-    from rwpipe.rl import RLCheckpointer, load_policy_model, run_rl
+    from rwpipe.rl.loop import run_rl
+    from rwpipe.rl.policy import load_policy_model
     from rwpipe.steps import split_steps
+    from rwpipe.train.loop import Checkpointer
     from rwpipe.verify import VerifierPool
 
     torch.manual_seed(0)
@@ -150,7 +152,7 @@ def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f", dp=None):
     with VerifierPool(workers=1) as verifier:
         state = run_rl(
             _problems(), policy, generator, cfg, seed=0,
-            checkpointer=RLCheckpointer(tmp_path, fingerprint), split_steps=split_steps,
+            checkpointer=Checkpointer(tmp_path, fingerprint), split_steps=split_steps,
             verifier=verifier, stop_after_steps=stop, dp=dp,
         )  # fmt: skip
     return policy, state
@@ -162,7 +164,7 @@ def _curve(state):
 
 
 def test_loop_updates_the_policy_with_finite_loss_and_zero_kl_at_the_start(tmp_path, tiny_dir):
-    from rwpipe.rl import load_policy_model
+    from rwpipe.rl.policy import load_policy_model
 
     cfg = _cfg()
     base = load_policy_model(tiny_dir, cfg, torch.device("cpu"), torch.float32)
@@ -203,9 +205,11 @@ def test_every_estimator_runs(tmp_path, tiny_dir, estimator):
 
 def test_prime_updates_an_implicit_prm_online(tmp_path, tiny_dir):
     from rwpipe.backends.hf import HFGenerator
-    from rwpipe.rl import RLCheckpointer, load_policy_model, run_rl
+    from rwpipe.rl.loop import run_rl
+    from rwpipe.rl.policy import load_policy_model
     from rwpipe.steps import split_steps
     from rwpipe.train.backbone import load_backbone
+    from rwpipe.train.loop import Checkpointer
     from rwpipe.verify import VerifierPool
 
     cfg = _cfg(steps=2, rewards=RewardsConfig(verifiable=1.0, implicit_prm=1.0))
@@ -217,7 +221,7 @@ def test_prime_updates_an_implicit_prm_online(tmp_path, tiny_dir):
     with VerifierPool(workers=1) as verifier:
         state = run_rl(
             _problems(), policy, HFGenerator(str(tiny_dir), device="cpu", seed=0), cfg, seed=0,
-            checkpointer=RLCheckpointer(tmp_path, "f"), split_steps=split_steps,
+            checkpointer=Checkpointer(tmp_path, "f"), split_steps=split_steps,
             verifier=verifier, implicit=implicit,
         )  # fmt: skip
     assert all(math.isfinite(h["implicit_prm_loss"]) for h in state.history)
@@ -268,6 +272,23 @@ def test_stage_writes_policy_curves_and_metrics(tmp_path, tiny_dir, problems_fil
     assert not (tmp_path / "policy-rl.run").exists()  # checkpoints cleaned up
 
 
+def test_run_is_the_stage_in_one_library_call(tmp_path, tiny_dir, problems_file):
+    from rwpipe.config import BaseConfig, GenerationConfig
+    from rwpipe.errors import InputError
+    from rwpipe.rl import run
+
+    base, out = BaseConfig(seed=0, device="cpu"), tmp_path / "policy-rl"
+    cfg = _cfg(steps=1, engine=GenerationConfig(backend="hf"))
+    with pytest.raises(InputError, match="needs --orm"):
+        run(_cfg(rewards=RewardsConfig(orm=1.0)), base, problems=problems_file, policy=tiny_dir,
+            out=out)  # fmt: skip
+    metrics = run(cfg, base, problems=problems_file, policy=tiny_dir, out=out)
+    assert metrics["steps"] == 1 and "reward_first" in metrics
+    assert metrics == json.loads((tmp_path / "policy-rl.report" / "metrics.json").read_text())
+    assert json.loads((out / "rwpipe-policy.json").read_text())["metrics"] == metrics
+    assert not (tmp_path / "policy-rl.run").exists()
+
+
 def test_stage_refuses_a_prm_reward_without_a_prm(tmp_path, tiny_dir, problems_file):
     params = _write_params(tmp_path / "params.yaml", rewards=RewardsConfig(prm=1.0))
     out = tmp_path / "policy-rl"
@@ -284,7 +305,8 @@ def test_after_an_update_vllm_greedy_equals_the_transformers_policy(
     model_dir, hf_generator, vllm_generator
 ):
     from rwpipe.backends import SamplingParams
-    from rwpipe.rl import load_policy_model, train_step
+    from rwpipe.rl.policy import load_policy_model
+    from rwpipe.rl.update import train_step
 
     cfg = _cfg(optim=OptimConfig(lr=2e-2, batch_size=4), kl_coef=0.0)
     policy = load_policy_model(model_dir, cfg, torch.device("cpu"), torch.float32)

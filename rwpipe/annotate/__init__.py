@@ -9,6 +9,7 @@ on its index, so the resumed run ends with the same rows.
 """
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -81,33 +82,12 @@ def annotate_shard(
         if sample and cfg.method != "verify"
         else []
     )
-    labels: dict[int, StepLabels] = {}
-    estimator = None
-    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
-    if chosen and mc_method in ("mc", "omegaprm"):
-        if generator is None:
-            raise ValueError(f"method {cfg.method} needs a generator")
-        c = cfg.completion
-        estimator = MCEstimator(
-            generator,
-            verifier,
-            temperature=c.temperature,
-            top_p=c.top_p,
-            max_new_tokens=c.max_new_tokens,
-            seed=seed,
-            progress=progress,
-        )
-        if mc_method == "mc":
-            found = math_shepherd(chosen, estimator, k=c.k, select=cfg.select)
-        else:
-            found = omegaprm(chosen, estimator, k=c.k, k_first=c.k_first)
-        labels = {s.index: lab for s, lab in zip(chosen, found, strict=True)}
+    labels, costs = _mc_labels(chosen, generator, cfg, seed, verifier, progress)
     judged: dict[int, Any] = {}
     if chosen and cfg.method in ("judge", "consensus"):
         if judge is None:
             raise ValueError(f"method {cfg.method} needs a judge")
         judged = _judge(judge, chosen, rows, cfg, seed)
-    costs = estimator.costs if estimator is not None else {}
     out = []
     for s, r, v in zip(solutions, rows, verdicts, strict=True):
         lab = labels.get(s.index) or StepLabels.empty("outcome_only", len(s.steps))
@@ -115,34 +95,58 @@ def annotate_shard(
         outcome = s.outcome
         if j is not None:
             lab, outcome = _with_judgement(cfg, lab, j, len(s.steps), outcome)
-        cost = costs.get(s.index)
-        out.append(
-            {
-                "problem_id": r["problem_id"],
-                "sample_idx": r["sample_idx"],
-                "split": r["split"],
-                "question": r["question"],
-                "prompt": r["prompt"],
-                "steps": s.steps,
-                "gold": r["gold"],
-                "pred": v.pred,
-                "verdict": v.verdict,
-                "outcome": outcome,
-                "method": cfg.method,
-                "status": lab.status,
-                "step_hard": lab.hard,
-                "step_soft": lab.soft,
-                "step_visits": lab.visits,
-                "first_error": lab.first_error,
-                "completions": cost.completions if cost else 0,
-                "tokens": cost.tokens if cost else 0,
-                "judge_value": _judge_int(j.value) if j is not None else None,
-                "judge_raw": j.raw if j is not None else None,
-            }
-        )
+        out.append(_label_row(r, s, v, outcome, lab, costs.get(s.index), j, cfg.method))
     table = pa.Table.from_pylist(out)
     stats = _shard_stats(out, clock.seconds)
     return table, stats
+
+
+def _mc_labels(chosen: list[Solution], generator: Generator | None, cfg: AnnotateConfig,
+               seed: int, verifier: VerifierPool,
+               progress: Callable[[int, int], None] | None) -> tuple[dict, dict]:  # fmt: skip
+    """Monte-Carlo step labels (Math-Shepherd or OmegaPRM) of the chosen solutions, by row
+    index, and what each cost; nothing when the method samples no completions."""
+    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
+    if not chosen or mc_method not in ("mc", "omegaprm"):
+        return {}, {}
+    if generator is None:
+        raise ValueError(f"method {cfg.method} needs a generator")
+    c = cfg.completion
+    estimator = MCEstimator(generator, verifier, temperature=c.temperature, top_p=c.top_p,
+                            max_new_tokens=c.max_new_tokens, seed=seed,
+                            progress=progress)  # fmt: skip
+    if mc_method == "mc":
+        found = math_shepherd(chosen, estimator, k=c.k, select=cfg.select)
+    else:
+        found = omegaprm(chosen, estimator, k=c.k, k_first=c.k_first)
+    return {s.index: lab for s, lab in zip(chosen, found, strict=True)}, estimator.costs
+
+
+def _label_row(r: dict[str, Any], s: Solution, v: Any, outcome: int | None, lab: StepLabels,
+               cost: Any, j: Any, method: str) -> dict[str, Any]:  # fmt: skip
+    """One row of the labels artifact."""
+    return {
+        "problem_id": r["problem_id"],
+        "sample_idx": r["sample_idx"],
+        "split": r["split"],
+        "question": r["question"],
+        "prompt": r["prompt"],
+        "steps": s.steps,
+        "gold": r["gold"],
+        "pred": v.pred,
+        "verdict": v.verdict,
+        "outcome": outcome,
+        "method": method,
+        "status": lab.status,
+        "step_hard": lab.hard,
+        "step_soft": lab.soft,
+        "step_visits": lab.visits,
+        "first_error": lab.first_error,
+        "completions": cost.completions if cost else 0,
+        "tokens": cost.tokens if cost else 0,
+        "judge_value": _judge_int(j.value) if j is not None else None,
+        "judge_raw": j.raw if j is not None else None,
+    }
 
 
 def _judge(judge: Any, chosen: list[Solution], rows: list[dict[str, Any]], cfg: AnnotateConfig,
@@ -284,3 +288,53 @@ def summarize(shard_stats: list[dict[str, Any]], resumed_shards: int = 0) -> dic
         "shards": len(shard_stats),
         "resumed_shards": resumed_shards,
     }
+
+
+def run(cfg: AnnotateConfig, base: Any, *, rollouts: Path, completer: Path, out: Path) -> dict:
+    """Stage `annotate`: label ROLLOUTS into OUT, shard by shard (a rerun with the same params
+    and inputs resumes); returns the run summary.
+
+    The completer (usually the policy) continues step prefixes for `mc` / `omegaprm` and is
+    the local judge of `judge` / `consensus` unless `cfg.judge.base_url` names a server; with
+    `verify` or a server judge no model is loaded.
+    """
+    from rwpipe import artifacts
+    from rwpipe.backends import load_engine
+    from rwpipe.rollout import check_model_dir
+
+    table = artifacts.read_artifact(rollouts, "rollouts")
+    if table.num_rows == 0:  # before any engine starts
+        raise InputError(f"{rollouts}: no rollouts to label")
+    remote_judge = cfg.method == "judge" and bool(cfg.judge.base_url)
+    sampling = cfg.method != "verify" and not remote_judge
+    if sampling:
+        check_model_dir(completer)
+    fingerprint = {
+        "base": base,
+        "annotate": cfg,
+        "rollouts": artifacts.path_digest(rollouts),
+        "completer": artifacts.path_digest(completer) if sampling else None,
+    }
+    store = ShardStore(out, "labels", fingerprint)
+    generator = (
+        load_engine(completer, cfg.engine, device=base.device, seed=base.seed) if sampling else None
+    )
+    try:
+        num_shards, stats = run_annotate(
+            table, generator, cfg, seed=base.seed, store=store, where=str(rollouts),
+            judge=_make_judge(cfg, generator),
+        )  # fmt: skip
+    finally:
+        if generator is not None:
+            generator.close()
+    store.finish(num_shards, section="annotate", config=cfg, stats=stats)
+    return stats
+
+
+def _make_judge(cfg: AnnotateConfig, generator: Generator | None) -> Any:
+    """The judge of methods judge and consensus: a server, or the completer model."""
+    if cfg.method not in ("judge", "consensus"):
+        return None
+    from rwpipe.judge import LocalJudge, OpenAIJudge
+
+    return OpenAIJudge.from_config(cfg.judge) if cfg.judge.base_url else LocalJudge(generator)

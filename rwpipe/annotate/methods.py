@@ -160,6 +160,9 @@ def omegaprm(
     Returns:
         Per solution: correct ones all-1 ("inferred"); a problem whose bare question gets no
         correct completion in k tries is "too_hard" (the paper drops such questions).
+
+    Over 80 lines on purpose: the lockstep rounds (pick midpoints, one batched estimate,
+    move the bounds) share the searches' state and read best as one loop.
     """
     out: list[StepLabels | None] = [unlabellable(s) for s in solutions]
     tree = _Tree(solutions)

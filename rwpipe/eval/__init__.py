@@ -1,1 +1,222 @@
-"""Evaluation: policy accuracy, reward-model metrics and test-time selection curves."""
+"""Evaluation: policy accuracy, reward-model metrics and test-time selection curves.
+
+`run` is the eval stage in one call: it checks the inputs (before any model loads), scores the
+rollouts with each reward model, runs PRM-guided beam search (`search`) and ProcessBench for
+the PRM and an LLM critic (`processbench`), computes pairwise accuracy and the selection
+curves (`curves`), and writes metrics.json, bon.csv, bon.png and report.md (`report`).
+torch and the engines are imported inside the functions that need them, so importing this
+package stays light (`rwpipe --help` imports it).
+"""
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rwpipe.config import BaseConfig, EvalConfig
+from rwpipe.errors import InputError
+from rwpipe.steps import StepRule
+
+Key = tuple[str, int]  # (problem_id, sample_idx)
+Scores = dict[Key, tuple[float | None, list[float]]]
+
+
+class Inputs(NamedTuple):
+    """The checked inputs of one eval run."""
+
+    rows: list[dict[str, Any]]  # the split's rollouts
+    rl_rows: list[dict[str, Any]] | None  # the RL policy's, if given
+    models: dict[str, Path]  # "orm" / "prm" -> model directory
+    subsets: dict[str, list[dict[str, Any]]] | None  # ProcessBench subsets, if configured
+    tune: list[dict[str, Any]] | None  # ProcessBench items to tune the PRM threshold on
+
+
+def run(
+    cfg: EvalConfig,
+    base: BaseConfig,
+    *,
+    rollouts: Path,
+    out: Path,
+    orm: Path | None = None,
+    prm: Path | None = None,
+    rl_rollouts: Path | None = None,
+    policy: Path | None = None,
+    critic: Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate a policy's rollouts and the reward models; write metrics.json, bon.csv,
+    bon.png and report.md to `out`.
+
+    Args:
+        cfg: the eval section.
+        base: the base section (seed, device, step rule).
+        rollouts: the policy's rollouts artifact; its `cfg.split` rows are evaluated.
+        out: the output directory.
+        orm, prm: reward model directories to score the rollouts with.
+        rl_rollouts: the RL policy's rollouts on the same split, compared with the base.
+        policy: the policy model for PRM-guided beam search (with `cfg.search.problems`).
+        critic: a local model to evaluate as a ProcessBench critic.
+
+    Returns:
+        The metrics, as written to metrics.json (`best_of_n_size` is the largest N).
+
+    Raises:
+        InputError: a bad input, before any model loads.
+    """
+    inputs = check_inputs(cfg, rollouts, rl_rollouts=rl_rollouts, orm=orm, prm=prm, policy=policy)
+    rule = StepRule.from_config(base)
+    from rwpipe.eval.curves import pairwise_table, selection_curves
+    from rwpipe.eval.report import write_outputs
+    from rwpipe.runtime import seed_everything
+
+    seed_everything(base.seed)
+    metrics = _policy_metrics(inputs.rows, inputs.rl_rows, cfg.ns)
+    scores: dict[str, Scores] = {}
+    for name, path in inputs.models.items():
+        scores[name], found = _reward_model(name, path, inputs, cfg, base, rule, policy)
+        metrics |= found
+    if inputs.subsets is not None and (critic is not None or cfg.critic.base_url):
+        metrics["processbench_critic"] = _critic(critic, inputs.subsets, cfg, base)
+    if scores:
+        metrics["pairwise"] = pairwise_table(inputs.rows, scores, cfg.aggregations)
+    curves = selection_curves(inputs.rows, cfg.ns, scores, cfg.aggregations, cfg.draws, base.seed)
+    top = max(c["n"] for c in curves)
+    metrics["best_of_n"] = {c["rule"]: c["accuracy"] for c in curves if c["n"] == top}
+    metrics["best_of_n_size"] = top
+    write_outputs(out, metrics, curves, {"base": base, "eval": cfg})
+    return metrics
+
+
+def check_inputs(
+    cfg: EvalConfig,
+    rollouts: Path,
+    *,
+    rl_rollouts: Path | None = None,
+    orm: Path | None = None,
+    prm: Path | None = None,
+    policy: Path | None = None,
+) -> Inputs:
+    """Read and check every input of `run`; nothing here loads a model.
+
+    Raises:
+        InputError: no rollouts in the split, RL rollouts sharing no problem, search without a
+            policy and a PRM, a path that is not a model directory, a bad ProcessBench file.
+    """
+    rows = _split_rows(rollouts, cfg.split)
+    rl_rows = None
+    if rl_rollouts is not None:
+        rl_rows = _split_rows(rl_rollouts, cfg.split)
+        if not {r["problem_id"] for r in rows} & {r["problem_id"] for r in rl_rows}:
+            raise InputError(f"{rl_rollouts}: no problem in common with {rollouts}")
+    if cfg.search.problems and (policy is None or prm is None):
+        raise InputError("eval.search.problems > 0 needs --policy DIR and --prm DIR")
+    models = {name: path for name, path in (("orm", orm), ("prm", prm)) if path is not None}
+    for path in ([policy] if policy is not None else []) + list(models.values()):
+        if not (path / "config.json").is_file():
+            raise InputError(f"{path}: not a model directory (no config.json)")
+    subsets = tune = None
+    if cfg.processbench:
+        from rwpipe.eval import processbench  # imports torch (bootstrap intervals)
+
+        subsets = processbench.load_subsets(cfg.processbench, cfg.processbench_max)
+        if cfg.threshold_tune and prm is not None:
+            tune = [x for v in processbench.load_subsets(cfg.threshold_tune).values() for x in v]
+    return Inputs(rows, rl_rows, models, subsets, tune)
+
+
+def _split_rows(path: Path, split: str) -> list[dict[str, Any]]:
+    from rwpipe.artifacts import read_artifact
+
+    rows = [r for r in read_artifact(path, "rollouts").to_pylist() if r["split"] == split]
+    if not rows:
+        raise InputError(f"{path}: no rollouts in split {split}")
+    return rows
+
+
+def _policy_metrics(
+    rows: list[dict[str, Any]], rl_rows: list[dict[str, Any]] | None, ns: tuple[int, ...]
+) -> dict[str, Any]:
+    """pass@k of the policy and, given the RL policy's rollouts, of both and their difference."""
+    from rwpipe.eval.curves import compare_policies, policy_accuracy
+
+    metrics: dict[str, Any] = {"policy": policy_accuracy(rows, ns)}
+    if rl_rows is not None:
+        metrics["policy_rl"] = policy_accuracy(rl_rows, ns)
+        metrics["rl_vs_base"] = compare_policies(rows, rl_rows)
+    return metrics
+
+
+def _reward_model(
+    name: str, path: Path, inputs: Inputs, cfg: EvalConfig, base: BaseConfig, rule: StepRule,
+    policy: Path | None,
+) -> tuple[Scores, dict[str, Any]]:  # fmt: skip
+    """Score the rollouts with one reward model; for the PRM, also run beam search and
+    ProcessBench while it is loaded. Returns its scores by key, and the metrics found."""
+    from rwpipe.runtime import pick_device
+    from rwpipe.score import Scorer, score_rows
+
+    scorer = Scorer(path, device=pick_device(base.device))
+    got = score_rows(scorer, inputs.rows, cfg.batch_size, f"score ({name})")
+    scores = {(r["problem_id"], r["sample_idx"]): s for r, s in zip(inputs.rows, got, strict=True)}
+    metrics: dict[str, Any] = {}
+    if name == "prm" and cfg.search.problems and policy is not None:
+        metrics["search"] = _search(scorer, policy, inputs.rows, scores, cfg, base, rule)
+    if name == "prm" and inputs.subsets is not None:
+        metrics["processbench"] = _processbench(scorer, inputs, cfg, rule)
+    return scores, metrics
+
+
+def _search(
+    scorer: Any, policy: Path, rows: list[dict[str, Any]], prm_scores: Scores, cfg: EvalConfig,
+    base: BaseConfig, rule: StepRule,
+) -> dict[str, Any]:  # fmt: skip
+    """PRM-guided beam search with the policy's engine, against PRM best-of-N."""
+    from rwpipe.backends import load_engine
+    from rwpipe.eval.search import evaluate_search
+
+    generator = load_engine(policy, cfg.search.engine, device=base.device, seed=base.seed)
+    try:
+        return evaluate_search(
+            rows, generator, scorer, prm_scores, cfg.search, seed=base.seed, rule=rule,
+            draws=cfg.draws, batch_size=cfg.batch_size,
+        )  # fmt: skip
+    finally:
+        generator.close()
+
+
+def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) -> dict:
+    """ProcessBench for the PRM on every subset, at the fixed or the tuned threshold."""
+    from rwpipe.eval import processbench
+
+    threshold, how = cfg.threshold, ""
+    if inputs.tune is not None:
+        scored = processbench.score_items(scorer, inputs.tune, cfg.batch_size, rule)
+        threshold, f1 = processbench.tune_threshold(scored, [x["label"] for x in inputs.tune])
+        how = (f"tuned on {cfg.threshold_tune} ({len(inputs.tune)} solutions, "
+               f"F1 {f1:.3f}): {threshold:.4g}")  # fmt: skip
+    per = {
+        k: processbench.evaluate(scorer, v, threshold, cfg.batch_size, how, rule)
+        for k, v in (inputs.subsets or {}).items()
+    }
+    return per | {"average": processbench.average_subsets(per)}
+
+
+def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:
+    """ProcessBench for an LLM critic: a local model (`critic`) or `eval.critic.base_url`."""
+    from rwpipe.backends import load_engine
+    from rwpipe.eval import processbench
+    from rwpipe.judge import LocalJudge, OpenAIJudge
+
+    j, generator = cfg.critic, None
+    if j.base_url:
+        backend = OpenAIJudge.from_config(j)
+    else:
+        generator = load_engine(critic, cfg.search.engine, device=base.device, seed=base.seed)
+        backend = LocalJudge(generator)
+    try:
+        per = {
+            k: processbench.evaluate_critic(backend, v, k=j.k, temperature=j.temperature,
+                                            max_tokens=j.max_new_tokens, seed=base.seed)
+            for k, v in subsets.items()
+        }  # fmt: skip
+    finally:
+        if generator is not None:
+            generator.close()
+    return per | {"average": processbench.average_subsets(per)}

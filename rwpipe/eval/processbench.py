@@ -1,6 +1,9 @@
 """ProcessBench protocol for any PRM: the first step scored below a threshold is the predicted
 error (-1 if none), compared with the human label; accuracy on erroneous and on correct
-solutions and their harmonic mean (F1), with 95% bootstrap intervals."""
+solutions and their harmonic mean (F1), with 95% bootstrap intervals.
+
+ProcessBench items list their steps without separators; they are written out as steps of the
+pipeline's step rule (`StepRule.join_bare`), so a PRM sees them as it saw its training steps."""
 
 import json
 from pathlib import Path
@@ -8,6 +11,7 @@ from typing import Any
 
 from rwpipe.errors import InputError
 from rwpipe.eval.metrics import first_error, processbench
+from rwpipe.steps import StepRule
 from rwpipe.train.metrics import bootstrap_ci
 
 FIELDS = ("problem", "steps", "label")
@@ -39,18 +43,22 @@ def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     return items[:limit] if limit else items
 
 
-def score_items(scorer: Any, items: list[dict[str, Any]], batch_size: int = 8) -> list[list[float]]:
-    """Each item's step scores under `scorer` (rwpipe.score.Scorer); a step cut by the scorer's
-    max_length has no score and cannot be flagged."""
+def score_items(
+    scorer: Any, items: list[dict[str, Any]], batch_size: int = 8, rule: StepRule | None = None
+) -> list[list[float]]:
+    """Each item's step scores under `scorer` (rwpipe.score.Scorer), its steps joined under
+    `rule` (default: blank lines); a step cut by the scorer's max_length has no score and
+    cannot be flagged."""
     from rwpipe.backends import apply_chat_template
     from rwpipe.score import Solution
 
+    rule = rule if rule is not None else StepRule()
     tokenizer = getattr(getattr(scorer, "backbone", None), "tokenizer", None)
     solutions = [
         Solution(
             x["problem"],
             apply_chat_template(tokenizer, x["problem"]) if tokenizer is not None else "",
-            [s + "\n\n" for s in x["steps"][:-1]] + x["steps"][-1:],
+            rule.join_bare(x["steps"]),
         )
         for x in items
     ]
@@ -89,14 +97,15 @@ def protocol(pred: list[int], labels: list[int]) -> dict[str, Any]:
 
 def evaluate(
     scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8,
-    rule: str = "",
+    threshold_rule: str = "", rule: StepRule | None = None,
 ) -> dict:  # fmt: skip
-    """Score every item's steps with `scorer` and apply the protocol at `threshold`; `rule`
-    records where the threshold came from (default: fixed)."""
-    scored = score_items(scorer, items, batch_size)
+    """Score every item's steps (joined under the step `rule`) with `scorer` and apply the
+    protocol at `threshold`; `threshold_rule` records where the threshold came from (default:
+    fixed)."""
+    scored = score_items(scorer, items, batch_size, rule)
     pred = [first_error(steps, threshold) for steps in scored]
     out = protocol(pred, [int(x["label"]) for x in items])
-    return out | {"threshold": threshold, "threshold_rule": rule or f"fixed {threshold}"}
+    return out | {"threshold": threshold, "threshold_rule": threshold_rule or f"fixed {threshold}"}
 
 
 def evaluate_critic(

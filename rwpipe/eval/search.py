@@ -13,9 +13,12 @@ Every problem's beams go out in one `generate` call per depth (the engine batche
 prefix cache shares the prompt and earlier steps). Generated tokens are counted, so the search
 can be compared with best-of-N at matched tokens.
 
-Departure: steps are cut on the pipeline's step separator (a blank line by default) via a
-stop string, so the step rule is the one the PRM was trained with; a rule other than
-`blank_line` uses "\\n" as the stop string.
+Departure: a step is the pipeline's step (`rwpipe.steps.StepRule`, from `base.step_split`),
+the rule the PRM was trained with, not a fixed "\\n\\n". Generation stops at the rule's stop
+string (a blank line by default); a `regex` rule whose pattern is not a literal has none, so
+the engine generates up to `step_max_tokens` and `StepRule.first_step` keeps only the first
+step. The discarded rest still counts as generated tokens, in the matched-token comparison
+and against `max_new_tokens`.
 """
 
 import math
@@ -23,10 +26,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rwpipe.backends import Generator, SamplingParams
+from rwpipe.backends import Completion, Generator, SamplingParams
 from rwpipe.config import SearchConfig
 from rwpipe.eval.metrics import aggregate
 from rwpipe.runtime import stable_seed
+from rwpipe.steps import StepRule
 
 
 @dataclass
@@ -45,7 +49,7 @@ def beam_search(
     cfg: SearchConfig,
     *,
     seed: int = 0,
-    separator: str = "\n\n",
+    rule: StepRule | None = None,
     eos_token_id: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -58,10 +62,11 @@ def beam_search(
         questions, prompts: the problems and their chat prompts.
         cfg: search knobs.
         seed: sampling seed (per depth, derived from it).
-        separator: the stop string that ends a step (the step rule's separator).
+        rule: what a step is (default: a blank line ends one).
         eos_token_id: the end-of-solution token; by default the generator tokenizer's.
         progress: called with (problems finished, tokens) as the search goes.
     """
+    rule = rule if rule is not None else StepRule()
     if eos_token_id is None:
         eos_token_id = generator.tokenizer.eos_token_id  # type: ignore[attr-defined]
     beams = [[Beam()] for _ in questions]
@@ -71,7 +76,7 @@ def beam_search(
         live = [(p, b) for p, group in enumerate(beams) for b in group if not b.finished]
         params = SamplingParams(
             n=cfg.expansions, temperature=cfg.temperature, max_new_tokens=cfg.step_max_tokens,
-            stop=(separator,), seed=stable_seed(seed, "search", depth), logprobs=False,
+            stop=rule.stop, seed=stable_seed(seed, "search", depth), logprobs=False,
         )  # fmt: skip
         outputs = generator.generate([prompts[p] + "".join(b.steps) for p, b in live], params)
         candidates: list[list[Beam]] = [[b for b in group if b.finished] for group in beams]
@@ -79,16 +84,7 @@ def beam_search(
         for (p, parent), completions in zip(live, outputs, strict=True):
             for c in completions:
                 spent[p] += len(c.token_ids)
-                ended = bool(c.token_ids) and c.token_ids[-1] == eos_token_id
-                cut_at_separator = c.finish_reason == "stop" and not ended
-                text = c.text + (separator if cut_at_separator else "")
-                tokens = parent.tokens + len(c.token_ids)
-                steps = parent.steps + ([text] if text else [])
-                done = (
-                    ended or not text or len(steps) >= cfg.max_steps
-                    or tokens >= cfg.max_new_tokens
-                )  # fmt: skip
-                beam = Beam(steps, finished=done, tokens=tokens)
+                beam = _child(parent, c, rule, eos_token_id, cfg)
                 candidates[p].append(beam)
                 fresh.append((p, beam))
         got = score([questions[p] for p, _ in fresh], [prompts[p] for p, _ in fresh],
@@ -110,6 +106,21 @@ def beam_search(
     return out
 
 
+def _child(
+    parent: Beam, c: Completion, rule: StepRule, eos_token_id: int | None, cfg: SearchConfig
+) -> Beam:
+    """`parent` extended by the first step of its continuation `c`; finished when the solution
+    ended (EOS within the kept step), the step is empty, or a budget is spent."""
+    eos = bool(c.token_ids) and c.token_ids[-1] == eos_token_id
+    stopped = c.finish_reason == "stop" and not eos and bool(rule.stop)
+    step, complete = rule.first_step(c.text, stopped_at_separator=stopped)
+    ended = eos and not complete  # cut after its first step: the EOS went with the rest
+    tokens = parent.tokens + len(c.token_ids)  # a discarded rest was generated all the same
+    steps = parent.steps + ([step] if step else [])
+    done = ended or not step or len(steps) >= cfg.max_steps or tokens >= cfg.max_new_tokens
+    return Beam(steps, finished=done, tokens=tokens)
+
+
 def evaluate_search(
     rows: Sequence[Mapping[str, Any]],
     generator: Generator,
@@ -118,7 +129,7 @@ def evaluate_search(
     cfg: SearchConfig,
     *,
     seed: int,
-    separator: str,
+    rule: StepRule,
     draws: int = 50,
     batch_size: int = 8,
 ) -> dict[str, Any]:
@@ -131,6 +142,9 @@ def evaluate_search(
         scorer: the PRM (`rwpipe.score.Scorer`).
         prm_scores: the PRM's scores of `rows`, by (problem_id, sample_idx).
         cfg: the eval.search section.
+        seed: the sampling seed.
+        rule: what a step is (`base.step_split`).
+        draws, batch_size: best-of-N subsets per problem, and the PRM's batch size.
     """
     from rwpipe.eval.curves import _groups, selection_curves
     from rwpipe.progress import progress_bar
@@ -148,7 +162,7 @@ def evaluate_search(
     with progress_bar(len(pids), "search", "problems") as advance:
         results = beam_search(
             generator, score, [r["question"] for r in firsts], [r["prompt"] for r in firsts],
-            cfg, seed=seed, separator=separator, progress=advance,
+            cfg, seed=seed, rule=rule, progress=advance,
         )  # fmt: skip
     verdicts = verify_many([r["gold"] for r in firsts], [r["text"] for r in results])
     hits = [v.verdict == "correct" for v in verdicts]

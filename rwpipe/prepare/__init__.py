@@ -9,6 +9,7 @@ imported here: `datasets` is imported only when a `hf:` input is loaded.
 import hashlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rwpipe.config import PrepareConfig
 from rwpipe.errors import ConfigError
@@ -17,7 +18,9 @@ from rwpipe.prepare.loaders import LoadedRows, load_problems, read_rows, take_su
 from rwpipe.prepare.synthetic import generate_synthetic
 from rwpipe.runtime import stable_seed
 
-__all__ = ["build_problems", "contamination_report", "generate_synthetic", "load_problems"]
+__all__ = [
+    "build_problems", "contamination_report", "generate_synthetic", "load_problems", "run",
+]  # fmt: skip
 
 SYNTHETIC = "synthetic"
 EVAL_FRACTION = 0.2  # share of a single input file that goes to eval when train == eval
@@ -55,6 +58,18 @@ def build_problems(cfg: PrepareConfig, seed: int) -> tuple[list[dict], dict]:
         "contamination": _contamination(train.rows, eval_rows),
     }
     return rows, stats
+
+
+def run(cfg: PrepareConfig, base: Any, *, out: Path) -> dict:
+    """Stage `prepare`: build the problems and write them to OUT; returns the stats."""
+    import pyarrow as pa
+
+    from rwpipe import artifacts
+
+    rows, stats = build_problems(cfg, base.seed)
+    artifacts.write_artifact(pa.Table.from_pylist(rows), out, "problems", section="prepare",
+                             config=cfg, stats=stats)  # fmt: skip
+    return stats
 
 
 def _load_splits(cfg: PrepareConfig, seed: int) -> tuple[LoadedRows, LoadedRows, set[str]]:

@@ -4,6 +4,8 @@ that contain no solution at all ("master keys"), judged against each problem. An
 """
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 MASTER_KEYS: dict[str, str] = {
     "empty": "",
@@ -61,3 +63,76 @@ def false_positive_rates(
 ) -> dict[str, float]:
     """Per key, the false-positive rate alone (see `probe_rates`)."""
     return {k: v["false_positive"] for k, v in probe_rates(problems, judge).items()}
+
+
+def run(cfg: Any, base: Any, *, problems: Path, judge_model: Path, out: Path,
+        max_problems: int = 32) -> dict[str, Any]:  # fmt: skip
+    """`rwpipe probe`: master-key false-positive rates of the judge in `cfg.judge` (the
+    annotate section: verdict mode, with the reference) and of the rule verifier, on the first
+    `max_problems` eval problems; writes OUT (JSON) and returns it."""
+    from rwpipe import artifacts
+    from rwpipe.errors import InputError
+    from rwpipe.verify import VerifierPool
+
+    rows = [r for r in artifacts.read_artifact(problems, "problems").to_pylist()
+            if r["split"] == "eval"][:max_problems]  # fmt: skip
+    if not rows:
+        raise InputError(f"{problems}: no eval problems to probe")
+    j = cfg.judge
+    if not j.base_url and not (judge_model / "config.json").is_file():
+        raise InputError(f"{judge_model}: not a model directory (no config.json)")
+    pairs = [(r["question"], r["answer"]) for r in rows]
+    examples: dict[str, str] = {}
+    judge_probe = _probe_judge(cfg, base, judge_model, pairs, examples)
+    with VerifierPool() as pool:
+        rule_rates = false_positive_rates(
+            pairs, lambda q, g, r: [v.verdict == "correct" for v in pool.check(g, r)]
+        )
+    judge_rates = {k: v["false_positive"] for k, v in judge_probe.items()}
+    abstained = {k: v["abstained"] for k, v in judge_probe.items()}
+    result = {
+        "problems": len(pairs),
+        "judge": j.base_url or str(judge_model),
+        "verdict_parse": j.verdict_parse,
+        "max_new_tokens": j.max_new_tokens,
+        "judge_false_positive": judge_rates,
+        "judge_abstained": abstained,
+        "rule_false_positive": rule_rates,
+        "judge_mean": sum(judge_rates.values()) / len(judge_rates),
+        "rule_mean": sum(rule_rates.values()) / len(rule_rates),
+        "judge_abstained_mean": sum(abstained.values()) / len(abstained),
+        "judge_examples": examples,
+    }
+    artifacts.write_json(result, out)
+    return result
+
+
+def _probe_judge(cfg: Any, base: Any, judge_model: Path, pairs: list[tuple[str, str]],
+                 examples: dict[str, str]) -> dict[str, dict[str, float]]:  # fmt: skip
+    """`probe_rates` of the LLM judge (a server, or `judge_model` through the engine); the
+    first problem's reply per key goes into `examples`."""
+    from rwpipe.backends import load_engine
+    from rwpipe.judge import LocalJudge, OpenAIJudge, judge_outcomes
+
+    j, generator = cfg.judge, None
+    if j.base_url:
+        backend = OpenAIJudge.from_config(j)
+    else:
+        generator = load_engine(judge_model, cfg.engine, device=base.device, seed=base.seed)
+        backend = LocalJudge(generator)
+
+    def llm_judge(questions, golds, responses):
+        got = judge_outcomes(backend, list(zip(questions, responses, golds, strict=True)),
+                             k=j.k, temperature=j.temperature, max_tokens=j.max_new_tokens,
+                             seed=base.seed,
+                             sentence=j.verdict_parse == "boxed_or_sentence")  # fmt: skip
+        examples.update(
+            zip(MASTER_KEYS, (g.raw[:300] for g in got[: len(MASTER_KEYS)]), strict=True)
+        )
+        return [None if g.value is None else g.value == "correct" for g in got]
+
+    try:
+        return probe_rates(pairs, llm_judge)
+    finally:
+        if generator is not None:
+            generator.close()

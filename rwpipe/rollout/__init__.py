@@ -9,12 +9,13 @@ one, up to the backend's own reproducibility (see README "Reproducibility").
 """
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 
 from rwpipe.artifacts import ShardStore
 from rwpipe.backends import Completion, Generator, SamplingParams
-from rwpipe.config import RolloutConfig
+from rwpipe.config import BaseConfig, RolloutConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import Stopwatch, progress_bar
 from rwpipe.runtime import stable_seed
@@ -172,3 +173,39 @@ def summarize(shard_stats: list[dict], resumed_shards: int = 0) -> dict:
         "shards": len(shard_stats),
         "resumed_shards": resumed_shards,
     }
+
+
+def check_model_dir(path: Path) -> None:
+    """Refuse, before any engine starts, a path that is not a transformers model directory."""
+    if not (Path(path) / "config.json").is_file():
+        raise InputError(f"{path}: not a model directory (no config.json); run `rwpipe model`")
+
+
+def run(cfg: RolloutConfig, base: BaseConfig, *, problems: Path, model_dir: Path,
+        out: Path) -> dict:  # fmt: skip
+    """Stage `rollout`: sample the problems of `cfg.splits` with the model into OUT, shard by
+    shard (a rerun with the same params and inputs resumes); returns the run summary."""
+    from rwpipe import artifacts
+    from rwpipe.backends import load_engine
+
+    selected = select_problems(
+        artifacts.read_artifact(problems, "problems"), cfg.splits, str(problems)
+    )
+    check_model_dir(model_dir)
+    fingerprint = {
+        "base": base,
+        "rollout": cfg,
+        "problems": artifacts.path_digest(problems),
+        "model": artifacts.path_digest(model_dir),
+    }
+    store = artifacts.ShardStore(out, "rollouts", fingerprint)
+    generator = load_engine(model_dir, cfg.engine, device=base.device, seed=base.seed)
+    try:
+        num_shards, stats = run_rollout(
+            selected, generator, cfg, seed=base.seed, store=store,
+            steps=StepRule.from_config(base),
+        )  # fmt: skip
+    finally:
+        generator.close()
+    store.finish(num_shards, section="rollout", config=cfg, stats=stats)
+    return stats

@@ -17,18 +17,25 @@ Formats (`format="auto"` detects them):
 - `trl_prm`: TRL's PRMTrainer convention: token classification with 2 labels; prompt, then
   each step followed by the separator ("\\n"); step score = P(class 1) at the separator's last
   token.
+
+`score_rows` is the one batch-scoring loop (with a progress bar) that `rwpipe eval` and
+`rwpipe score` share, and `run` is the `rwpipe score` command in one call. torch and
+transformers are imported inside the functions that use them, so importing this module is
+light (the CLI's `--help` imports it).
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from rwpipe.errors import InputError
 from rwpipe.steps import Solution
-from rwpipe.train.data import Example, encode_solution, pad_batch
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rwpipe.train.data import Example
 
 QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 MS_TAG, MS_GOOD, MS_BAD = "ки", "+", "-"
@@ -126,7 +133,9 @@ class Scorer:
 
     # -- encodings of each format ---------------------------------------------------------------
 
-    def _encode(self, s: Solution) -> Example:
+    def _encode(self, s: Solution) -> "Example":
+        from rwpipe.train.data import Example, encode_solution
+
         if self.format == "rwpipe":
             return self.backbone.encode(s.prompt, s.steps, self.max_length)
         if self.format == "math_shepherd":
@@ -159,30 +168,110 @@ class Scorer:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def score(self, solutions: Sequence[Solution], batch_size: int = 8) -> list[tuple]:
         """(outcome score or None, step scores) per solution, in order.
 
         A PRM's outcome score is its last step's score; None when no step fit in max_length.
         """
+        import torch
+
         out: list[tuple] = []
-        for i in range(0, len(solutions), batch_size):
-            examples = [self._encode(s) for s in solutions[i : i + batch_size]]
-            if self.format == "rwpipe":
-                out.extend(self.backbone.score(examples))
-                continue
-            pad = self.tokenizer.pad_token_id
-            pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-            ids, mask = pad_batch([e.input_ids for e in examples], pad)
-            ids_t = torch.tensor(ids, device=self.device)
-            logits = self.model(
-                input_ids=ids_t, attention_mask=torch.tensor(mask, device=self.device)
-            ).logits
-            if self.format == "math_shepherd":
-                probs = logits[..., self.candidates].float().softmax(-1)[..., 0]
-            else:
-                probs = logits.float().softmax(-1)[..., 1]
-            for b, e in enumerate(examples):
-                steps = [float(probs[b, p]) for p in e.step_ends]
-                out.append((steps[-1] if steps else None, steps))
+        with torch.no_grad():
+            for i in range(0, len(solutions), batch_size):
+                examples = [self._encode(s) for s in solutions[i : i + batch_size]]
+                if self.format == "rwpipe":
+                    out.extend(self.backbone.score(examples))
+                else:
+                    out.extend(self._score_batch(examples))
         return out
+
+    def _score_batch(self, examples: Sequence["Example"]) -> list[tuple]:
+        import torch
+
+        from rwpipe.train.data import pad_batch
+
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        ids, mask = pad_batch([e.input_ids for e in examples], pad)
+        ids_t = torch.tensor(ids, device=self.device)
+        logits = self.model(
+            input_ids=ids_t, attention_mask=torch.tensor(mask, device=self.device)
+        ).logits
+        if self.format == "math_shepherd":
+            probs = logits[..., self.candidates].float().softmax(-1)[..., 0]
+        else:
+            probs = logits.float().softmax(-1)[..., 1]
+        out = []
+        for b, e in enumerate(examples):
+            steps = [float(probs[b, p]) for p in e.step_ends]
+            out.append((steps[-1] if steps else None, steps))
+        return out
+
+
+def score_rows(
+    scorer: Scorer, rows: Sequence[Mapping[str, Any]], batch_size: int, label: str
+) -> list[tuple[float | None, list[float]]]:
+    """Score artifact rows (rollouts or labels: question, prompt, steps) in batches, showing
+    progress as `label`.
+
+    Returns:
+        (outcome score or None, step scores) per row, in order (`Scorer.score`).
+    """
+    from rwpipe.progress import progress_bar
+
+    out: list[tuple[float | None, list[float]]] = []
+    with progress_bar(len(rows), label, "solutions") as advance:
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            sols = [Solution(r["question"], r["prompt"], r["steps"]) for r in chunk]
+            out.extend(scorer.score(sols, batch_size))
+            advance(len(chunk), 0)
+    return out
+
+
+def run(
+    rollouts: Path,
+    reward_model: Path,
+    *,
+    fmt: str = "auto",
+    batch_size: int = 8,
+    max_length: int = 2048,
+    device: str = "auto",
+    trust_remote_code: bool = False,
+) -> "pa.Table":
+    """`rwpipe score`: one row per solution of a rollouts or labels artifact, with its outcome
+    and step scores under one reward model (the `scores` artifact's rows).
+
+    Args:
+        rollouts: a rollouts or labels artifact (both hold the steps).
+        reward_model: the reward model directory (ours or an external PRM).
+        fmt: its format (see the module docstring); `auto` detects it.
+        batch_size, max_length: scoring batch size and token limit per solution.
+        device: `auto`, `cpu` or `cuda`.
+        trust_remote_code: passed to transformers for external models.
+
+    Raises:
+        InputError: no solutions to score, or no model directory (before the model loads).
+    """
+    import pyarrow as pa
+
+    from rwpipe.artifacts import read_artifact
+    from rwpipe.runtime import pick_device
+
+    table = read_artifact(rollouts, ("rollouts", "labels"))
+    if table.num_rows == 0:
+        raise InputError(f"{rollouts}: no solutions to score")
+    if not (reward_model / "config.json").is_file():
+        raise InputError(f"{reward_model}: not a model directory (no config.json)")
+    scorer = Scorer(
+        reward_model, fmt=fmt, device=pick_device(device), max_length=max_length,
+        trust_remote_code=trust_remote_code,
+    )  # fmt: skip
+    rows = table.to_pylist()
+    got = score_rows(scorer, rows, batch_size, f"score ({scorer.format})")
+    return pa.Table.from_pylist([
+        {"problem_id": r["problem_id"], "sample_idx": r["sample_idx"], "split": r["split"],
+         "model": scorer.name, "kind": scorer.kind, "format": scorer.format,
+         "outcome_score": outcome, "step_scores": steps}
+        for r, (outcome, steps) in zip(rows, got, strict=True)
+    ])  # fmt: skip

@@ -6,6 +6,8 @@ step labels, or implicit from outcome labels), on labels.arrow.
 directory (LoRA merged) with `rwpipe-model.json` (kind, step tag, beta, data, params, metrics).
 """
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from rwpipe.train.data import (
 from rwpipe.train.loop import Checkpointer, TrainState, fit
 from rwpipe.train.metrics import accuracy, bootstrap_ci, roc_auc
 
-__all__ = ["evaluate_backbone", "train_reward_model"]
+__all__ = ["evaluate_backbone", "run", "train_reward_model"]
 
 
 def _dtype(name: str, device: Any) -> Any:
@@ -91,6 +93,50 @@ def evaluate_backbone(
     return out
 
 
+def run(
+    cfg: TrainRMConfig | TrainPRMConfig, base: Any, *, labels: Path, base_model: Path, out: Path,
+    report_dir: Path | None = None, pairs: Path | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Stages `train_rm` / `train_prm` (which one: the type of `cfg`): train on LABELS (and
+    PAIRS for a Bradley-Terry ORM), save the model to OUT, write the report; the metrics.
+
+    A rerun after a kill resumes from the last checkpoint when params and inputs are the same.
+    """
+    from rwpipe import artifacts
+    from rwpipe.train.report import write_report
+
+    table = artifacts.read_artifact(labels, "labels")
+    if table.num_rows == 0:
+        raise InputError(f"{labels}: no rows")
+    if not (base_model / "config.json").is_file():
+        raise InputError(f"{base_model}: not a model directory (no config.json)")
+    pairs_table = artifacts.read_artifact(pairs, "pairs") if pairs is not None else None
+    section = "train_rm" if isinstance(cfg, TrainRMConfig) else "train_prm"
+    stamp = {
+        "base": base,
+        section: cfg,
+        "labels": artifacts.path_digest(labels),
+        "model": artifacts.path_digest(base_model),
+        "pairs": artifacts.path_digest(pairs) if pairs is not None else None,
+    }
+    fingerprint = hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode())
+    state, metrics = train_reward_model(
+        table, base_model, out, cfg, seed=base.seed, device=base.device, where=str(labels),
+        fingerprint=fingerprint.hexdigest(), pairs=pairs_table,
+    )  # fmt: skip
+    write_report(report_dir or out.with_name(out.name + ".report"), state, metrics)
+    return metrics
+
+
+def _kind(cfg: TrainRMConfig | TrainPRMConfig) -> tuple[str, str, str, float]:
+    """(model kind, objective, step tag, beta) of a train_rm / train_prm section."""
+    if isinstance(cfg, TrainRMConfig):
+        return "orm", cfg.loss, "", 0.0
+    if cfg.kind == "implicit":
+        return "implicit_prm", "implicit", "", cfg.beta
+    return "prm", "step", cfg.step_tag, 0.0
+
+
 def train_reward_model(
     labels: pa.Table,
     base_dir: Path,
@@ -112,12 +158,7 @@ def train_reward_model(
     """
     torch_device = pick_device(device)
     seed_everything(seed)
-    if isinstance(cfg, TrainRMConfig):
-        kind, objective, tag, beta = "orm", cfg.loss, "", 0.0
-    elif cfg.kind == "implicit":
-        kind, objective, tag, beta = "implicit_prm", "implicit", "", cfg.beta
-    else:
-        kind, objective, tag, beta = "prm", "step", cfg.step_tag, 0.0
+    kind, objective, tag, beta = _kind(cfg)
     backbone = load_backbone(
         base_dir,
         kind,
@@ -129,46 +170,9 @@ def train_reward_model(
         gradient_checkpointing=cfg.optim.gradient_checkpointing,
     )
     rows = [r for r in labels.to_pylist() if r["split"] == "train"]
-    max_len = cfg.optim.max_length
-    if kind == "prm":
-        examples = prm_examples(
-            rows, backbone.tokenizer, soft=cfg.targets == "soft", step_tag=tag, max_length=max_len
-        )
-        if not examples:
-            raise InputError(f"{where}: no step labels in the train split (annotate.method?)")
-    else:
-        examples = outcome_examples(rows, backbone.tokenizer, max_length=max_len)
-        # Step labels, where annotate made them, let the implicit PRM's steps be evaluated.
-        steps = {
-            e.key: e
-            for e in prm_examples(
-                rows, backbone.tokenizer, soft=False, step_tag="", max_length=max_len
-            )
-        }
-        for e in examples:
-            if e.key in steps and len(steps[e.key].input_ids) == len(e.input_ids):
-                e.step_ends, e.step_targets = steps[e.key].step_ends, steps[e.key].step_targets
+    examples = _examples(rows, backbone, kind, cfg, where)
     train, held = split_by_group(examples, [e.group for e in examples], cfg.eval_fraction, seed)
-    if objective == "bt" and pairs is not None:  # a pairs artifact (rwpipe pairs)
-        rows_p = [p for p in pairs.to_pylist() if p["split"] == "train"]
-        every = pair_items(rows_p, backbone.tokenizer, max_length=max_len)
-        items, _ = split_by_group(every, [a.group for a, _, _ in every], cfg.eval_fraction, seed)
-        lengths = [len(a) + len(b) for a, b, _ in items]
-        if not items:
-            raise InputError(f"{where}: no train-split pairs left after holding out problems")
-    elif objective == "bt":
-        items: list[Any] = preference_pairs(train, cfg.pairs_per_problem, seed)
-        lengths = [len(a) + len(b) for a, b in items]
-        if not items:
-            raise InputError(f"{where}: no problem has both a correct and an incorrect rollout")
-    else:
-        items, lengths = train, [len(e) for e in train]
-        outcomes = {e.outcome for e in train}
-        if objective != "step" and len(outcomes) < 2:
-            raise InputError(f"{where}: every train rollout has the same outcome {outcomes}")
-    if not items:
-        raise InputError(f"{where}: nothing left to train on after holding out problems")
-
+    items, lengths = _items(objective, train, pairs, backbone, cfg, seed, where)
     ckpt = Checkpointer(out_dir.with_name(out_dir.name + ".parts"), fingerprint)
     total = len(items) * cfg.optim.epochs
     with progress_bar(total, f"train {kind}", "examples") as advance:
@@ -197,16 +201,53 @@ def train_reward_model(
         "train_seconds": round(state.seconds, 1),
         "train_tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
     } | (state.evals[-1] if state.evals else {})
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    card = {
-        "base_model": str(base_dir),
-        "params": config_to_dict(cfg),
-        "metrics": metrics,
-        "data": where,
-    }
-    save_backbone(backbone, tmp, card)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    card = {"base_model": str(base_dir), "params": config_to_dict(cfg), "metrics": metrics,
+            "data": where}  # fmt: skip
+    save_backbone(backbone, out_dir, card)  # atomic: the old directory stands until then
     shutil.rmtree(ckpt.dir, ignore_errors=True)
     return state, metrics
+
+
+def _examples(rows: list[dict], backbone: Backbone, kind: str,
+              cfg: TrainRMConfig | TrainPRMConfig, where: str) -> list[Example]:  # fmt: skip
+    """Training examples of the train split's rows: step-labelled solutions for a
+    discriminative PRM, else outcome-labelled ones (with their step labels, where annotate
+    made them, so an implicit PRM's steps can be evaluated)."""
+    max_len = cfg.optim.max_length
+    if kind == "prm":
+        examples = prm_examples(rows, backbone.tokenizer, soft=cfg.targets == "soft",
+                                step_tag=cfg.step_tag, max_length=max_len)  # fmt: skip
+        if not examples:
+            raise InputError(f"{where}: no step labels in the train split (annotate.method?)")
+        return examples
+    examples = outcome_examples(rows, backbone.tokenizer, max_length=max_len)
+    steps = {e.key: e for e in prm_examples(rows, backbone.tokenizer, soft=False, step_tag="",
+                                            max_length=max_len)}  # fmt: skip
+    for e in examples:
+        if e.key in steps and len(steps[e.key].input_ids) == len(e.input_ids):
+            e.step_ends, e.step_targets = steps[e.key].step_ends, steps[e.key].step_targets
+    return examples
+
+
+def _items(objective: str, train: list[Example], pairs: pa.Table | None, backbone: Backbone,
+           cfg: Any, seed: int, where: str) -> tuple[list[Any], list[int]]:  # fmt: skip
+    """What `fit` iterates over, and each item's length in tokens: (chosen, rejected[, margin])
+    pairs for Bradley-Terry (from a pairs artifact, or drawn from `train`), else examples."""
+    if objective == "bt" and pairs is not None:  # a pairs artifact (rwpipe pairs)
+        rows_p = [p for p in pairs.to_pylist() if p["split"] == "train"]
+        every = pair_items(rows_p, backbone.tokenizer, max_length=cfg.optim.max_length)
+        items, _ = split_by_group(every, [a.group for a, _, _ in every], cfg.eval_fraction, seed)
+        if not items:
+            raise InputError(f"{where}: no train-split pairs left after holding out problems")
+        return items, [len(a) + len(b) for a, b, _ in items]
+    if objective == "bt":
+        items = preference_pairs(train, cfg.pairs_per_problem, seed)
+        if not items:
+            raise InputError(f"{where}: no problem has both a correct and an incorrect rollout")
+        return items, [len(a) + len(b) for a, b in items]
+    outcomes = {e.outcome for e in train}
+    if objective != "step" and len(outcomes) < 2:
+        raise InputError(f"{where}: every train rollout has the same outcome {outcomes}")
+    if not train:
+        raise InputError(f"{where}: nothing left to train on after holding out problems")
+    return list(train), [len(e) for e in train]

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from rwpipe.artifacts import atomic_path
 from rwpipe.train.data import Example, encode_solution, pad_batch
 from rwpipe.train.losses import (
     bradley_terry_loss,
@@ -157,6 +158,84 @@ class Backbone:
         return Example(enc.input_ids, enc.prompt_len, enc.step_ends)
 
 
+TASKS = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM", "policy": "CAUSAL_LM"}
+
+
+def load_model(
+    model_dir: str | Path,
+    kind: str,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    lora: Any = None,
+    gradient_checkpointing: bool = False,
+    reference: bool = False,
+) -> tuple[Any, Any, Any]:
+    """The one loader of trainable models: reward backbones (`KINDS`) and the RL `policy`.
+
+    Args:
+        model_dir: a transformers directory.
+        kind: a key of `TASKS`: the head (sequence, token classification or causal LM).
+        device, dtype: where and how the weights live.
+        lora: the `lora` params; the model is LoRA-wrapped when `lora.enabled`.
+        gradient_checkpointing: trade compute for activation memory.
+        reference: whether a reference model is needed; without LoRA a frozen copy is loaded
+            (with LoRA the reference is the same model with its adapter off).
+
+    Returns:
+        (tokenizer, model on `device`, the frozen reference copy or None).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = _pretrained(model_dir, kind, dtype, pad)
+    model.config.pad_token_id = pad
+    frozen = None
+    if reference and not (lora and lora.enabled):
+        frozen = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+        frozen.requires_grad_(False)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora and lora.enabled:
+        model = _with_lora(model, kind, lora)
+    return tokenizer, model.to(device), frozen
+
+
+def _pretrained(model_dir: str | Path, kind: str, dtype: torch.dtype, pad: int) -> Any:
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
+    if kind == "orm":
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_dir, num_labels=1, dtype=dtype, pad_token_id=pad
+        )
+    if kind == "prm":
+        return AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=1, dtype=dtype)
+    if kind not in TASKS:
+        raise ValueError(f"unknown model kind {kind!r}")
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+
+
+def _with_lora(model: Any, kind: str, lora: Any) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(
+        model,
+        LoraConfig(
+            task_type=TASKS[kind],
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+            modules_to_save=["score"] if kind in ("orm", "prm") else None,
+        ),
+    )
+
+
 def load_backbone(
     model_dir: str | Path,
     kind: str,
@@ -169,61 +248,32 @@ def load_backbone(
     gradient_checkpointing: bool = False,
 ) -> Backbone:
     """Load `model_dir` with the head `kind` needs, LoRA-wrapped when `lora.enabled`."""
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-        AutoTokenizer,
-    )
+    tokenizer, model, reference = load_model(
+        model_dir, kind, device=device, dtype=dtype, lora=lora,
+        gradient_checkpointing=gradient_checkpointing, reference=kind == "implicit_prm",
+    )  # fmt: skip
+    return Backbone(kind, model, tokenizer, device, step_tag, beta, reference)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if kind == "orm":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, num_labels=1, dtype=dtype, pad_token_id=pad
-        )
-    elif kind == "prm":
-        model = AutoModelForTokenClassification.from_pretrained(
-            model_dir, num_labels=1, dtype=dtype
-        )
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
-    model.config.pad_token_id = pad
-    reference = None
-    if kind == "implicit_prm" and not (lora and lora.enabled):
-        reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
-        reference.requires_grad_(False)
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if lora and lora.enabled:
-        from peft import LoraConfig, get_peft_model
 
-        task = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM"}[kind]
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                task_type=task,
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=list(lora.target_modules),
-                modules_to_save=["score"] if kind != "implicit_prm" else None,
-            ),
-        )
-    return Backbone(kind, model.to(device), tokenizer, device, step_tag, beta, reference)
+def save_model_dir(model: Any, tokenizer: Any, out_dir: Path, files: dict[str, str]) -> None:
+    """The one atomic model save: `model` (LoRA merged in) and `tokenizer` as a plain
+    transformers directory, plus `files` (name -> text), replacing `out_dir` in one step."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for name, text in files.items():
+            (tmp / name).write_text(text)
 
 
 def save_backbone(backbone: Backbone, out_dir: Path, card: dict[str, Any]) -> None:
-    """Write a plain transformers directory (LoRA merged in) plus rwpipe's model card."""
-    model = backbone.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(out_dir, safe_serialization=True)
-    backbone.tokenizer.save_pretrained(out_dir)
+    """Write a plain transformers directory (LoRA merged in) plus rwpipe's model card,
+    atomically."""
     info = {"kind": backbone.kind, "step_tag": backbone.step_tag, "beta": backbone.beta} | card
     text = json.dumps(info, indent=2, sort_keys=True, default=str)
-    (out_dir / CARD).write_text(text + "\n")
-    (out_dir / "README.md").write_text(_model_card(info, text))
+    files = {CARD: text + "\n", "README.md": _model_card(info, text)}
+    save_model_dir(backbone.model, backbone.tokenizer, out_dir, files)
 
 
 READING = {

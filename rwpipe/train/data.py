@@ -6,11 +6,11 @@ positions it was trained on.
 """
 
 import random
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rwpipe.pairs import draw_pairs
 from rwpipe.runtime import stable_seed
 
 
@@ -129,21 +129,10 @@ def pair_items(rows: Sequence[dict], tokenizer: Any, *, max_length: int) -> list
 def preference_pairs(
     examples: Sequence[Example], per_problem: int, seed: int
 ) -> list[tuple[Example, Example]]:
-    """(chosen, rejected) pairs: a correct and an incorrect solution of the same problem.
-
-    Up to `per_problem` distinct pairs per problem, drawn with a seed of their own.
-    """
-    by_problem: dict[str, list[Example]] = defaultdict(list)
-    for e in examples:
-        by_problem[e.group].append(e)
-    pairs = []
-    for group in sorted(by_problem):
-        good = [e for e in by_problem[group] if e.outcome == 1]
-        bad = [e for e in by_problem[group] if e.outcome == 0]
-        candidates = [(g, b) for g in good for b in bad]
-        rng = random.Random(stable_seed(seed, "pairs", group))
-        pairs.extend(rng.sample(candidates, min(per_problem, len(candidates))))
-    return pairs
+    """(chosen, rejected) pairs: a correct and an incorrect solution of the same problem, drawn
+    by `rwpipe.pairs.draw_pairs` (up to `per_problem` per problem, a seed of their own)."""
+    return draw_pairs(examples, problem=lambda e: e.group, outcome=lambda e: e.outcome,
+                      per_problem=per_problem, seed=seed)  # fmt: skip
 
 
 def split_by_group(

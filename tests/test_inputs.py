@@ -1,0 +1,108 @@
+"""The `inputs` stage: digests of the files params.yaml names (rwpipe/inputs.py).
+
+python -m pytest tests/test_inputs.py -q
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rwpipe.errors import InputError
+from rwpipe.inputs import digest_inputs, write_inputs
+from tests.conftest import ROOT, run_rwpipe
+
+
+def test_a_changed_file_changes_its_stage_json_only(tmp_path, write_params):
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"question": "1+1", "answer": "2"}\n')
+    pb = tmp_path / "pb"
+    pb.mkdir()
+    (pb / "gsm8k.json").write_text("[]")
+    (pb / "math.json").write_text("[]")
+    params = write_params({
+        "prepare": {"train": str(train), "eval": "hf:openai/gsm8k:main"},
+        "eval": {"processbench": f"{pb / 'gsm8k.json'}, {pb / 'math.json'}"},
+    })  # fmt: skip
+    out = tmp_path / "inputs"
+    assert write_inputs(out, params) == {"model": True, "prepare": True, "eval": True}
+    prepare = json.loads((out / "prepare.json").read_text())
+    assert prepare["prepare.eval"] == {"value": "hf:openai/gsm8k:main"}  # recorded as it is
+    assert list(prepare["prepare.train"]["files"]) == [train.as_posix()]
+    assert json.loads((out / "model.json").read_text()) == {
+        "model.source": {"value": "smollm2-135m-instruct"}  # an alias: as it is
+    }
+    assert len(json.loads((out / "eval.json").read_text())["eval.processbench"]["files"]) == 2
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+
+    # nothing changed: nothing rewritten, same bytes and mtimes (DVC's hash is stable)
+    assert write_inputs(out, params) == {"model": False, "prepare": False, "eval": False}
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
+
+    train.write_text('{"question": "2+2", "answer": "4"}\n')
+    assert write_inputs(out, params) == {"model": False, "prepare": True, "eval": False}
+    assert (out / "prepare.json").read_bytes() != before["prepare.json"][0]
+    (pb / "math.json").write_text('[{"problem": "p", "steps": ["s"], "label": -1}]')
+    assert write_inputs(out, params) == {"model": False, "prepare": False, "eval": True}
+
+
+def test_a_directory_and_a_local_model_source_are_digested(tmp_path, write_params):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.parquet").write_bytes(b"a")
+    (data / "sub" / "b.parquet").write_bytes(b"b")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    params = write_params({"prepare": {"eval": str(data)}, "model": {"source": str(model)}})
+    got = digest_inputs(params)
+    assert sorted(got["prepare"]["prepare.eval"]["files"]) == [
+        (data / "a.parquet").as_posix(), (data / "sub" / "b.parquet").as_posix(),
+    ]  # fmt: skip
+    assert list(got["model"]["model.source"]["files"]) == [(model / "config.json").as_posix()]
+    assert got["prepare"]["prepare.train"] == {"value": "synthetic"}
+    assert got["eval"] == {"eval.processbench": {"value": ""}, "eval.threshold_tune": {"value": ""}}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "missing"),
+    [
+        ("prepare", "train", "no/such/train.jsonl", "no/such/train.jsonl"),
+        ("prepare", "eval", "missing-dir", "missing-dir"),
+        ("eval", "threshold_tune", "{ok}, gone.json", "gone.json"),
+    ],
+)
+def test_a_missing_named_file_is_one_line_naming_param_and_path(
+    tmp_path, write_params, section, key, value, missing
+):
+    ok = tmp_path / "ok.json"
+    ok.write_text("[]")
+    params = write_params({section: {key: value.format(ok=ok)}})
+    with pytest.raises(InputError) as info:
+        write_inputs(tmp_path / "inputs", params)
+    message = str(info.value)
+    assert f"{section}.{key}" in message and missing in message and "\n" not in message
+    assert not (tmp_path / "inputs").exists()  # nothing written
+
+
+def test_the_cli_writes_the_jsons_and_fails_in_one_line(tmp_path, write_params):
+    out = tmp_path / "inputs"
+    run_rwpipe("inputs", out, "--params", write_params())
+    assert sorted(p.name for p in out.iterdir()) == ["eval.json", "model.json", "prepare.json"]
+    bad = write_params({"prepare": {"train": str(tmp_path / "nope.jsonl")}}, name="bad.yaml")
+    result = run_rwpipe("inputs", out, "--params", bad, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "prepare.train" in result.stderr
+
+
+def test_the_stage_imports_no_torch(tmp_path, write_params):
+    params = write_params()
+    code = (
+        "import sys; from stages.inputs import inputs; "
+        f"inputs({str(tmp_path / 'out')!r}, params={str(params)!r}); "
+        "heavy = sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules); "
+        "assert not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
