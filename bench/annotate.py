@@ -17,7 +17,8 @@ run in its own subprocess so that no run inherits another's prefix cache:
    erroneous and on the correct solutions, ProcessBench F1 (their harmonic mean), each with a
    95% bootstrap interval. Gold answers come from GSM8K test (joined on the problem text).
 
-Results go to bench/results/annotate.json as flat keys with units.
+Results go to bench/results/annotate.json as flat keys with units, with the machine facts
+(bench/machine.py).
 """
 
 import argparse
@@ -30,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import machine
 
 RESULTS = Path(__file__).parent / "results" / "annotate.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -210,28 +213,49 @@ def compare(mc: dict, omega: dict, mc_off: dict) -> dict[str, Any]:
     ]
     agree = sum(a["first_error"] == b["first_error"] for a, b in both)
     incorrect = sum(r["outcome"] == 0 for r in mc["rows"])
-    return {
-        "rollouts": rows,
-        "incorrect_rollouts": incorrect,
-        "searched_rollouts_both": len(both),
-        "omegaprm_too_hard_rollouts": sum(r["status"] == "too_hard" for r in omega["rows"]),
-        "mc_tokens": mc["stats"]["tokens"],
-        "omegaprm_tokens": omega["stats"]["tokens"],
-        "mc_tokens_per_rollout": round(mc["stats"]["tokens"] / rows, 1),
-        "omegaprm_tokens_per_rollout": round(omega["stats"]["tokens"] / rows, 1),
-        "ratio_tokens_omegaprm_over_mc": round(
-            omega["stats"]["tokens"] / max(mc["stats"]["tokens"], 1), 3
-        ),
-        "mc_seconds_per_rollout": round(mc["seconds"] / rows, 2),
-        "omegaprm_seconds_per_rollout": round(omega["seconds"] / rows, 2),
-        "first_error_agreement": round(agree / len(both), 3) if both else None,
-        "mc_tokens_per_sampled_step": mc["stats"]["tokens_per_sampled_step"],
-        "omegaprm_tokens_per_sampled_step": omega["stats"]["tokens_per_sampled_step"],
-        "mc_seconds_prefix_cache_on": round(mc["seconds"], 1),
-        "mc_seconds_prefix_cache_off": round(mc_off["seconds"], 1),
-        "ratio_seconds_cache_off_over_on": round(mc_off["seconds"] / mc["seconds"], 2),
-        "mc_tokens_prefix_cache_off": mc_off["stats"]["tokens"],
+    return (
+        {
+            "rollouts": rows,
+            "incorrect_rollouts": incorrect,
+            "searched_rollouts_both": len(both),
+            "omegaprm_too_hard_rollouts": sum(r["status"] == "too_hard" for r in omega["rows"]),
+            "mc_tokens": mc["stats"]["tokens"],
+            "omegaprm_tokens": omega["stats"]["tokens"],
+            "mc_tokens_per_rollout": round(mc["stats"]["tokens"] / rows, 1),
+            "omegaprm_tokens_per_rollout": round(omega["stats"]["tokens"] / rows, 1),
+            "ratio_tokens_omegaprm_over_mc": round(
+                omega["stats"]["tokens"] / max(mc["stats"]["tokens"], 1), 3
+            ),
+            "mc_seconds_per_rollout": round(mc["seconds"] / rows, 2),
+            "omegaprm_seconds_per_rollout": round(omega["seconds"] / rows, 2),
+            "first_error_agreement": round(agree / len(both), 3) if both else None,
+            "mc_tokens_per_sampled_step": mc["stats"]["tokens_per_sampled_step"],
+            "omegaprm_tokens_per_sampled_step": omega["stats"]["tokens_per_sampled_step"],
+            "mc_seconds_prefix_cache_on": round(mc["seconds"], 1),
+            "mc_seconds_prefix_cache_off": round(mc_off["seconds"], 1),
+            "ratio_seconds_cache_off_over_on": round(mc_off["seconds"] / mc["seconds"], 2),
+            "mc_tokens_prefix_cache_off": mc_off["stats"]["tokens"],
+        }
+        | _unit_costs("mc", mc)
+        | _unit_costs("omegaprm", omega)
+    )
+
+
+def _unit_costs(name: str, run: dict) -> dict[str, Any]:
+    """What one unit of output cost: tokens and seconds per rollout that got step labels
+    (status labelled: searched or sampled, not inferred or too hard) and per first-error
+    decision (a labelled incorrect rollout whose first wrong step was located)."""
+    labelled = [r for r in run["rows"] if r["status"] == "labelled"]
+    decided = [r for r in labelled if r["first_error"] is not None and r["first_error"] >= 0]
+    tokens = run["stats"]["tokens"]
+    out: dict[str, Any] = {
+        f"{name}_labelled_rollouts": len(labelled),
+        f"{name}_first_error_decisions": len(decided),
     }
+    for unit, count in (("labelled_rollout", len(labelled)), ("first_error", len(decided))):
+        out[f"{name}_tokens_per_{unit}"] = round(tokens / count, 1) if count else None
+        out[f"{name}_seconds_per_{unit}"] = round(run["seconds"] / count, 2) if count else None
+    return out
 
 
 def main() -> None:
@@ -249,13 +273,19 @@ def main() -> None:
     parser.add_argument("--rollouts", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--caching", default="on", help=argparse.SUPPRESS)
+    machine.add_arguments(parser)
     args = parser.parse_args()
     if args.child:
         fn = {"rollouts": child_rollouts, "label": child_label, "pb": child_processbench}
         print(MARK + json.dumps(fn[args.child](args)), flush=True)
         return
 
-    out: dict[str, Any] = {"model": Path(args.model).name, "k": args.k, "k_first": args.k // 2}
+    started = machine.start(args.other_work)
+    out: dict[str, Any] = {
+        "model": Path(args.model).name, "k": args.k, "k_first": max(1, args.k // 2),
+        "problems": args.problems, "rollouts_per_problem": args.n,
+        "processbench_max_new_tokens": args.pb_max_new_tokens,
+    }  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         rollouts = Path(tmp) / "rollouts.arrow"
         stats = run_child(args, "rollouts", rollouts=rollouts)
@@ -279,8 +309,7 @@ def main() -> None:
             out[f"processbench_{method}_tokens"] = pb[method]["tokens"]
             out[f"processbench_{method}_seconds"] = round(pb[method]["seconds"], 1)
         out["processbench_omegaprm_too_hard"] = pb["omegaprm"]["too_hard"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    out = machine.write_results(args.out, out, started)
     print(json.dumps(out, indent=2))
 
 

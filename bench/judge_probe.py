@@ -6,15 +6,18 @@ parsers, and of the rule verifier.
 
 Runs `rwpipe probe` once per `annotate.judge.verdict_parse` (boxed, boxed_or_sentence) on a
 params file made from the shipped one; the full outputs go to bench/results/probe/<parse>.json
-(an existing one is reused unless --rerun), the flat figures to bench/results/judge_probe.json.
+(an existing one is reused unless --rerun, and then has no `<parse>_probe_seconds`), the flat
+figures and the machine facts (bench/machine.py) to bench/results/judge_probe.json.
 """
 
 import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import machine
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +36,9 @@ def main() -> None:
     ap.add_argument("--max-problems", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--rerun", action="store_true")
+    machine.add_arguments(ap)
     args = ap.parse_args()
+    started = machine.start(args.other_work)
 
     flat: dict = {"model": Path(args.model).name}
     for parse in ("boxed", "boxed_or_sentence"):
@@ -45,8 +50,10 @@ def main() -> None:
             path = OUT / "probe" / f"params-{parse}.yaml"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(yaml.safe_dump(params, sort_keys=False))
+            start = time.perf_counter()
             subprocess.run([*CLI, "probe", args.problems, args.model, out, "--max-problems",
                             str(args.max_problems), "-p", path], cwd=ROOT, check=True)  # fmt: skip
+            flat[f"{parse}_probe_seconds"] = round(time.perf_counter() - start, 1)
         got = json.loads(out.read_text())
         flat["problems"] = got["problems"]
         flat[f"{parse}_max_new_tokens"] = got.get("max_new_tokens")
@@ -57,7 +64,7 @@ def main() -> None:
             flat[f"{parse}_judge_fp_{key}"] = round(rate, 4)
             if "judge_abstained" in got:
                 flat[f"{parse}_judge_abstained_{key}"] = round(got["judge_abstained"][key], 4)
-    (OUT / "judge_probe.json").write_text(json.dumps(flat, indent=2, sort_keys=True) + "\n")
+    flat = machine.write_results(OUT / "judge_probe.json", flat, started)
     print(json.dumps(flat, indent=1))
 
 

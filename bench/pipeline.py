@@ -6,8 +6,10 @@ the whole pipeline) and, with --tests, `make test` (what CI runs).
 Clones this repository's HEAD into --clone (which must not exist; ../shared must sit beside it
 for `make test`, as in CI), runs the commands there, and times every line of their output, so
 each DVC stage's wall time is the gap between its "Running stage" line and the next one.
-Results: bench/results/pipeline.json (seconds per stage, totals, the eval report's headline
-figures); the full logs beside the clone.
+Results: bench/results/pipeline.json (seconds per stage, totals, every number of the run's
+metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*; the RL difference's
+verdict; `make test`'s counts; the machine facts of bench/machine.py, versions read from the
+clone's venv); the full logs beside the clone.
 """
 
 import argparse
@@ -17,14 +19,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 STAGE = re.compile(r"Running stage '([\w-]+)'")
+# pytest's last line: "==== 393 passed, 3 skipped, 1 xfailed in 2081.12s (0:34:41) ===="
+PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|deselected)\b")
+PYTEST_TIME = re.compile(r" in (\d+(?:\.\d+)?)s\b")
+METRICS = {  # flattened into the results under these prefixes
+    "eval": "data/eval/metrics.json",
+    "train_rm": "data/train_rm/metrics.json",
+    "train_prm": "data/train_prm/metrics.json",
+    "rl_train": "data/rl/metrics.json",
+}
+CLAIM = "RL raises eval pass@1 over the base policy"
 
 
-def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, list[tuple[float, str]]]:
-    """Run `cmd`, stream its output to `log` with a time offset per line."""
+def _timed(
+    cmd: list[str], cwd: Path, log: Path, check: bool = True
+) -> tuple[float, list[tuple[float, str]], int]:
+    """Run `cmd`, stream its output to `log` with a time offset per line; exit on failure
+    unless not `check` (then the exit code is returned with the rest)."""
     start = time.perf_counter()
     lines = []
     with log.open("w") as f:
@@ -36,16 +54,45 @@ def _timed(cmd: list[str], cwd: Path, log: Path) -> tuple[float, list[tuple[floa
             lines.append((t, line.rstrip()))
             f.write(f"{t:8.1f} {line}")
         code = proc.wait()
-    if code:
+    if code and check:
         sys.exit(f"{' '.join(cmd)} failed ({code}); see {log}")
-    return time.perf_counter() - start, lines
+    return time.perf_counter() - start, lines, code
+
+
+def flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """Numbers and strings of a nested metrics dict as flat keys (`a.b@4` -> `prefix_a_b_at_4`);
+    lists are left out."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out |= flatten(v, f"{prefix}_{str(k).replace('@', '_at_').replace('.', '_')}")
+        return out
+    if isinstance(value, bool | int | str) or value is None:
+        return {prefix: value}
+    if isinstance(value, float):
+        return {prefix: round(value, 4)}
+    return {}
+
+
+def pytest_counts(lines: list[tuple[float, str]]) -> dict[str, float]:
+    """`make test`'s outcome counts and pytest's own seconds, from its summary line."""
+    summary = next((text for _, text in reversed(lines) if PYTEST_TIME.search(text)), "")
+    out: dict[str, float] = {
+        f"make_test_{kind.rstrip('s') if kind.startswith('error') else kind}": int(n)
+        for n, kind in PYTEST_COUNT.findall(summary)
+    }
+    if m := PYTEST_TIME.search(summary):
+        out["make_test_pytest_s"] = float(m.group(1))
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clone", default="/tmp/rwpipe-fresh")
     ap.add_argument("--tests", action="store_true", help="also time `make test`")
+    machine.add_arguments(ap)
     args = ap.parse_args()
+    started = machine.start(args.other_work)
     clone = Path(args.clone)
     if clone.exists():
         sys.exit(f"{clone} exists: give a fresh path")
@@ -54,7 +101,7 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     results: dict = {"commit": commit}
-    total, lines = _timed(["make", "demo"], clone, clone.with_suffix(".demo.log"))
+    total, lines, _ = _timed(["make", "demo"], clone, clone.with_suffix(".demo.log"))
     marks = [(t, m.group(1)) for t, text in lines if (m := STAGE.search(text))]
     first = marks[0][0] if marks else total
     results["make_demo_s"] = round(total, 1)
@@ -69,13 +116,24 @@ def main() -> None:
         results["rl_minus_base_pass_at_1"] = metrics["rl_vs_base"]["delta"]
         results["rl_minus_base_ci95_lo"] = metrics["rl_vs_base"]["delta_ci95_lo"]
         results["rl_minus_base_ci95_hi"] = metrics["rl_vs_base"]["delta_ci95_hi"]
+        results["rl_minus_base_claim"] = CLAIM
+        results["rl_minus_base_verdict"] = machine.verdict(
+            results["rl_minus_base_ci95_lo"], results["rl_minus_base_ci95_hi"]
+        )
     top = metrics["best_of_n_size"]
     for rule, acc in metrics["best_of_n"].items():
         results[f"best_of_{top}_{rule}"] = round(acc, 4)
+    for prefix, path in METRICS.items():
+        if (clone / path).exists():
+            results |= flatten(json.loads((clone / path).read_text()), prefix)
     if args.tests:
-        total, _ = _timed(["make", "test"], clone, clone.with_suffix(".test.log"))
+        log = clone.with_suffix(".test.log")
+        total, lines, code = _timed(["make", "test"], clone, log, check=False)
         results["make_test_s"] = round(total, 1)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        results["make_test_exit_code"] = code  # failures are a result too, recorded
+        results |= pytest_counts(lines)
+    venv = clone / ".venv" / "bin" / "python"
+    results = machine.write_results(RESULTS, results, started, python=str(venv), repo=clone)
     print(json.dumps(results, indent=1))
 
 

@@ -10,7 +10,11 @@ and each RL policy on the eval split with `rwpipe.eval.curves.compare_policies` 
 
 Default variant `grpo`: verifiable reward only. Add variants as
 `--variant prm_sum=rewards.prm=1.0,credit=sum --prm data/models/prm` (keys under `rl`).
-Results: bench/results/rl.json (flat keys per variant), plus the curves under --out.
+Results: --results (bench/results/rl.json; the PRM-credit comparison goes to
+bench/results/rl_prm.json), one file per invocation so that every variant in it shares one
+machine and one run: flat keys per variant, each with its pass@1 difference, 95% interval and
+verdict on "RL raises eval pass@1", and the machine facts (bench/machine.py). The curves go
+under --out.
 """
 
 import argparse
@@ -20,10 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+import machine
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "rl.json"
+CLAIM = "RL raises eval pass@1 over the base policy"
 CLI = [
     sys.executable,
     "-c",
@@ -60,7 +66,10 @@ def main() -> None:
     ap.add_argument("--prm", default=None)
     ap.add_argument("--orm", default=None)
     ap.add_argument("--out", default="/tmp/rwpipe-bench-rl")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="results file (overwritten)")
+    machine.add_arguments(ap)
     args = ap.parse_args()
+    started = machine.start(args.other_work)
 
     from rwpipe import artifacts
     from rwpipe.eval.curves import compare_policies
@@ -93,12 +102,13 @@ def main() -> None:
     for v in args.variant:
         name, _, spec = v.partition("=")
         variants[name] = spec
-    results: dict = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results |= {"model": Path(args.model).name, "kinds": args.kinds, "n_train": args.n_train,
-                "n_eval": args.n_eval, "eval_samples_per_problem": args.samples,
-                "rl_steps": args.steps, "prompts_per_step": args.prompts_per_step,
-                "group_size": args.group_size, "max_new_tokens": args.max_new_tokens,
-                "lr": args.lr} | seconds  # fmt: skip
+    results: dict = {
+        "model": Path(args.model).name, "kinds": args.kinds, "n_train": args.n_train,
+        "n_eval": args.n_eval, "eval_samples_per_problem": args.samples, "rl_steps": args.steps,
+        "prompts_per_step": args.prompts_per_step, "group_size": args.group_size,
+        "max_new_tokens": args.max_new_tokens, "lr": args.lr, "prm_model": args.prm,
+        "orm_model": args.orm,
+    } | seconds  # fmt: skip
     for name, spec in variants.items():
         p = yaml.safe_load(base_params.read_text())
         for kv in filter(None, spec.split(",")):
@@ -124,8 +134,14 @@ def main() -> None:
         results[f"{name}_rl_seconds"] = round(rl_s, 1)
         results[f"{name}_rl_steps"] = args.steps
         results[f"{name}_spec"] = spec or "rewards.verifiable=1"
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+        results[f"{name}_credit"] = p["rl"].get("credit")  # the settings the spec left alone too
+        results[f"{name}_clip_eta"] = p["rl"].get("clip_eta")
+        results |= {f"{name}_reward_{k}": v for k, v in p["rl"].get("rewards", {}).items()}
+        results[f"{name}_claim"] = CLAIM
+        lo, hi = results[f"{name}_delta_ci95_lo"], results[f"{name}_delta_ci95_hi"]
+        results[f"{name}_verdict"] = machine.verdict(lo, hi)
+        # Written after each variant: a crash keeps the variants done.
+        machine.write_results(args.results, results, started)
         print(json.dumps({k: v for k, v in results.items() if k.startswith(name)}, indent=1))
 
 

@@ -15,13 +15,12 @@ products at the mean context length). `--variants` adds runs at the largest size
 setting changed (vLLM: torch.compile, the multiprocess engine, one thread, bfloat16;
 transformers: bfloat16) to show what holds vLLM back. Every `*_pct_of_limit_*` key is against
 the fp32 limit, bf16 runs included. Results go to bench/results/rollout.json as flat keys with
-units.
+units, with the machine facts (bench/machine.py).
 """
 
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import machine
 
 RESULTS = Path(__file__).parent / "results" / "rollout.json"
 MARK = "RWBENCH "  # prefix of the child's result line
@@ -174,21 +175,6 @@ def matmul_flops(config: dict, rows: int, budget: float = 1.0) -> float:
     return flop / seconds
 
 
-def machine_facts() -> dict:
-    """CPU model, core count, ISA, torch threads and load at the start of the run."""
-    import torch
-
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        platform.processor(),
-    )
-    return {
-        "machine": f"{cpu}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
-        "torch_threads": torch.get_num_threads(),
-        "load_avg": round(os.getloadavg()[0], 2),
-    }
-
-
 def measure_engines(args: argparse.Namespace) -> dict[str, float]:
     """tokens/s and peak RSS of both engines at every size, then the variants."""
     out: dict[str, float] = {}
@@ -226,7 +212,7 @@ def run_all(args: argparse.Namespace) -> dict:
     config = json.loads((Path(args.model) / "config.json").read_text())
     context = 45 + args.max_new_tokens / 2  # mean attended length: prompt + half the output
     per_token = flops_per_token(config, context)
-    out: dict[str, Any] = machine_facts() | {"max_new_tokens": args.max_new_tokens}
+    out: dict[str, Any] = {"max_new_tokens": args.max_new_tokens}
     before = {rows: matmul_flops(config, rows) for rows in (64, 1024)}
     out |= measure_engines(args)
     after = {rows: matmul_flops(config, rows) for rows in (64, 1024)}
@@ -236,13 +222,13 @@ def run_all(args: argparse.Namespace) -> dict:
         "flops_per_token_mflop": round(per_token / 1e6, 1),
         "matmul_gflops_fp32_m64": round(best[64] / 1e9, 1),
         "matmul_gflops_fp32_m1024": round(best[1024] / 1e9, 1),
-        "matmul_gflops_fp32_m64_before_after": f"{before[64] / 1e9:.0f}/{after[64] / 1e9:.0f}",
+        "matmul_gflops_fp32_m64_before": round(before[64] / 1e9, 1),
+        "matmul_gflops_fp32_m64_after": round(after[64] / 1e9, 1),
         "compute_limit_tokens_per_s": round(limit, 1),
         "compute_limit_m64_tokens_per_s": round(best[64] / per_token, 1),
     }
     for key in [k for k in out if k.startswith(("vllm_tokens_per_s_", "hf_tokens_per_s_"))]:
         out[key.replace("tokens_per_s", "pct_of_limit")] = round(100 * out[key] / limit, 1)
-    out["load_avg_end"] = round(os.getloadavg()[0], 2)
     return out
 
 
@@ -265,13 +251,13 @@ def main() -> None:
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--engine-kwargs", default="{}", help=argparse.SUPPRESS)
+    machine.add_arguments(parser)
     args = parser.parse_args()
     if args.child:
         run_child(args)
         return
-    results = run_all(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    started = machine.start(args.other_work)
+    results = machine.write_results(args.out, run_all(args), started)
     print(json.dumps(results, indent=2))
 
 

@@ -13,7 +13,7 @@ with PRMTrainer) is a benchmark-only dependency: `pip install --no-deps trl==1.1
 
 Each trainer runs in its own subprocess (peak RSS from wait4). tokens/s counts real
 (non-padding) tokens over the training wall time (data preparation and model loading excluded).
-Results: bench/results/train.json.
+Results: bench/results/train.json, with the machine facts (bench/machine.py).
 """
 
 import argparse
@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import machine
 
 RESULTS = Path(__file__).parent / "results" / "train.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -149,11 +151,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    machine.add_arguments(parser)
     args = parser.parse_args()
     if args.child:
         fn = {"rwpipe": child_rwpipe, "trl": child_trl}[args.child]
         print(MARK + json.dumps(fn(args)), flush=True)
         return
+    started = machine.start(args.other_work)
     ours, trl = run_child(args, "rwpipe"), run_child(args, "trl")
     out = {"solutions": args.solutions, "batch_size": args.batch_size, "epochs": args.epochs}
     for name, r in (("rwpipe", ours), ("trl", trl)):
@@ -170,8 +174,7 @@ def main() -> None:
         out["rwpipe_real_tokens_per_s"] / out["trl_real_tokens_per_s"], 2
     )
     out["rwpipe_losses"], out["trl_losses"] = ours["losses"], trl["losses"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    out = machine.write_results(args.out, out, started)
     print(json.dumps(out, indent=2))
 
 

@@ -93,11 +93,18 @@ class SamplingConfig:
 class VLLMConfig:
     # Engine knobs passed to vllm.LLM; see README "Scaling out" for multi-GPU launches.
     tensor_parallel_size: int = 1
+    # Engine replicas, each in its own process on its share of the cores or GPUs, splitting
+    # every call's prompts (rwpipe.backends.replicas); applies to the hf backend too.
     data_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85  # CUDA only; on CPU the KV cache is kv_cache_gib
     kv_cache_gib: int = 2  # CPU KV cache size (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = True  # CPU: torch.compile costs minutes at start and was slower here
     max_model_len: int = 2048
+
+    def __post_init__(self) -> None:
+        for key in ("tensor_parallel_size", "data_parallel_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
 
 
 @dataclass(frozen=True)
@@ -358,7 +365,7 @@ class SearchConfig:
     step_max_tokens: int = 64
     max_new_tokens: int = 192  # per solution: match rollout.sampling.max_new_tokens
     temperature: float = 0.8
-    aggregation: Literal["min", "last", "prod", "mean"] = "last"
+    aggregation: Literal["min", "last", "prod", "mean", "sum"] = "last"
     engine: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
@@ -373,7 +380,7 @@ class EvalConfig:
     split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
     ns: tuple[int, ...] = (1, 2, 4)  # best-of-N sizes (up to the samples per problem)
     draws: int = 50  # random size-N subsets per problem
-    aggregations: tuple[Literal["min", "last", "prod", "mean"], ...] = (
+    aggregations: tuple[Literal["min", "last", "prod", "mean", "sum"], ...] = (
         "min", "last", "prod", "mean",
     )  # fmt: skip
     # ProcessBench-format JSON files (comma-separated subsets, e.g. gsm8k.json,math.json) to

@@ -12,8 +12,13 @@ recorded as "unverifiable": one bad item never crashes or stalls a stage.
 Verdicts: "correct", "incorrect" (including completions with no extractable answer),
 "unverified" (no gold answer to check against) and "unverifiable" (the checker failed or timed
 out on this item).
+
+`answers_equal(pairs)` asks the same question of two extracted answers (`same_answer`, in the
+same killable workers): whether math-verify judges them equal, so that votes can group
+`\\frac12`, `0.5` and `1/2` together.
 """
 
+import functools
 import multiprocessing as mp
 import time
 from collections import deque
@@ -84,25 +89,78 @@ def check_answer(gold: str | None, completion: str) -> Verdict:
         )
 
 
-def _serve(conn: Connection) -> None:
-    """Worker loop: import once, then check items until the pipe closes."""
+@functools.lru_cache(maxsize=4096)
+def _parse_answer(answer: str) -> list:
+    """math-verify's parse of an extracted answer, cached: an answer is compared with every
+    representative of its problem's answer groups."""
+    from math_verify import parse
+
+    return parse(_as_latex(answer), parsing_timeout=_PARSE_TIMEOUT_S, raise_on_error=True)
+
+
+def same_answer(first: str, second: str) -> Verdict:
+    """Whether math-verify judges two extracted final answers equal, in this process:
+    "correct" if it does, "incorrect" if not, "unverifiable" if the checker failed. `first`
+    takes the gold's place in `verify` (the order can matter for sets and intervals)."""
+    from math_verify import verify
+
+    try:
+        a, b = _parse_answer(first), _parse_answer(second)
+        ok = bool(a and b) and verify(a, b, timeout_seconds=_VERIFY_TIMEOUT_S, raise_on_error=True)
+        return Verdict("correct" if ok else "incorrect", second)
+    except Exception as exc:  # noqa: BLE001 - any checker failure is a property of the item
+        return Verdict(
+            "unverifiable", None, f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
+        )
+
+
+def answers_equal(
+    pairs: Sequence[tuple[str, str]],
+    *,
+    timeout_s: float = 10.0,
+    workers: int = 2,
+    pool: "VerifierPool | None" = None,
+) -> list[bool]:
+    """`same_answer` for each pair in worker processes with a deadline each (as `verify_many`);
+    a pair the checker fails or times out on counts as not equal. No pair, no process.
+
+    Args:
+        pairs: (first, second) extracted answers.
+        timeout_s, workers: as `verify_many`, for a pool started here.
+        pool: a running `VerifierPool(task=same_answer)` to use instead (it keeps its workers
+            and their parse caches across calls).
+    """
+    if not pairs:
+        return []
+    if pool is None:
+        with VerifierPool(workers, timeout_s, task=same_answer) as own:
+            return answers_equal(pairs, pool=own)
+    if pool.task is not same_answer:
+        raise ValueError("answers_equal needs a VerifierPool(task=same_answer)")
+    got = pool.check([a for a, _ in pairs], [b for _, b in pairs])
+    return [v.verdict == "correct" for v in got]
+
+
+def _serve(conn: Connection, task: Callable[[str | None, str], Verdict]) -> None:
+    """Worker loop: import once, then apply `task` to items until the pipe closes."""
     import math_verify  # noqa: F401 - warm the import before reporting ready
 
     conn.send("ready")
     while True:
         try:
-            gold, completion = conn.recv()
+            first, second = conn.recv()
         except EOFError:
             return
-        conn.send(check_answer(gold, completion))
+        conn.send(task(first, second))
 
 
 class _Worker:
     """One checker process and the item it is working on."""
 
-    def __init__(self, ctx: mp.context.BaseContext) -> None:
+    def __init__(self, ctx: mp.context.BaseContext, task: Callable = check_answer) -> None:
+        self.task = task
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, task), daemon=True)
         self.proc.start()
         child.close()
         self.conn.recv()  # "ready": the deadline must not include the import of sympy
@@ -122,11 +180,15 @@ class _Worker:
 class VerifierPool:
     """Checker processes kept alive across calls (spawning one costs ~1-2 s of imports).
 
-    Use as a context manager; workers start on the first `check` and stop on exit.
+    Use as a context manager; workers start on the first `check` and stop on exit. `task` is
+    what a worker does with an item: `check_answer(gold, completion)` by default, or
+    `same_answer(first, second)` (a module-level function: spawned workers import it).
     """
 
-    def __init__(self, workers: int = 2, timeout_s: float = 10.0) -> None:
-        self.workers, self.timeout_s = workers, timeout_s
+    def __init__(
+        self, workers: int = 2, timeout_s: float = 10.0, task: Callable = check_answer
+    ) -> None:
+        self.workers, self.timeout_s, self.task = workers, timeout_s, task
         self._ctx = mp.get_context("spawn")  # fork is unsafe once torch/vLLM threads exist
         self._pool: list[_Worker] = []
 
@@ -150,7 +212,7 @@ class VerifierPool:
         pending = deque(enumerate(zip(golds, completions, strict=True)))
         results: list[Verdict | None] = [None] * len(golds)
         while len(self._pool) < min(self.workers, len(pending)):
-            self._pool.append(_Worker(self._ctx))
+            self._pool.append(_Worker(self._ctx, self.task))
         while pending or any(w.index is not None for w in self._pool):
             for w in self._pool:
                 if w.index is None and pending:
@@ -199,11 +261,11 @@ def _collect(pool: list[_Worker], results: list, ctx, progress) -> None:
             except (EOFError, OSError):  # the worker died (segfault, OOM kill)
                 results[w.index] = Verdict("unverifiable", None, "checker process died")
                 w.stop()
-                pool[i] = w = _Worker(ctx)
+                pool[i] = w = _Worker(ctx, w.task)
         elif now >= w.deadline:
             results[w.index] = Verdict("unverifiable", None, "timeout")
             w.stop()
-            pool[i] = w = _Worker(ctx)
+            pool[i] = w = _Worker(ctx, w.task)
         else:
             continue
         w.index = None

@@ -28,6 +28,11 @@ Conventions shared by both engines (tests/test_backends.py checks them):
   logits and can, rarely, flip a sampled token). The same prompts, params, seed and engine
   settings give the same outputs, call after call. The two engines draw different noise, so
   they agree on greedy outputs (temperature 0) but not on sampled ones.
+- **Replicas.** `data_parallel_size > 1` runs that many copies of the engine in worker
+  processes (`rwpipe.backends.replicas`); each generates a contiguous chunk of a call's
+  prompts, passing the chunk's start as `first_index` so that every prompt keeps its seed, and
+  the results are joined in prompt order. vLLM's own data parallelism is not used: its offline
+  `LLM` refuses `data_parallel_size > 1`.
 """
 
 import importlib.util
@@ -35,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from rwpipe.errors import InputError
+from rwpipe.errors import ConfigError, InputError
 from rwpipe.runtime import stable_seed
 
 if TYPE_CHECKING:
@@ -167,6 +172,7 @@ def load_generator(
     device: str = "auto",
     dtype: str = "auto",
     seed: int = 0,
+    data_parallel_size: int = 1,
     **engine_kwargs: Any,
 ) -> Generator:
     """Load a causal LM from a local transformers directory into the chosen engine.
@@ -178,13 +184,24 @@ def load_generator(
             refuses a different one).
         dtype: "auto" (float32 on CPU, bfloat16 on CUDA) or a torch dtype name.
         seed: the engine seed, mixed into every request's seed.
+        data_parallel_size: engine copies; above 1, a `ReplicaGenerator` runs them in worker
+            processes, each on its share of the CPU cores or GPUs (either engine).
         **engine_kwargs: passed to the engine; see `HFGenerator` and `VLLMGenerator`.
 
     Returns:
-        A Generator (both engines also implement `UpdatableGenerator`).
+        A Generator (both engines and the replicas also implement `UpdatableGenerator`).
     """
     if backend == "auto":
         backend = "vllm" if is_vllm_available() else "hf"
+    if backend not in ("vllm", "hf"):
+        raise ValueError(f"unknown backend {backend!r}; expected auto, vllm or hf")
+    if data_parallel_size < 1:
+        raise ValueError(f"data_parallel_size must be >= 1, got {data_parallel_size}")
+    if data_parallel_size > 1:
+        from rwpipe.backends.replicas import ReplicaGenerator
+
+        return ReplicaGenerator(model_dir, backend, data_parallel_size, device=device,
+                                dtype=dtype, seed=seed, **engine_kwargs)  # fmt: skip
     match backend:
         case "vllm":
             from rwpipe.backends.vllm import VLLMGenerator
@@ -202,17 +219,32 @@ def load_engine(model_dir: str | Any, engine: Any, *, device: str, seed: int,
                 extra: dict[str, Any] | None = None) -> Generator:  # fmt: skip
     """The one engine factory: the engine an `engine` params section (`GenerationConfig`)
     describes, for `model_dir`. Every stage that generates (rollout, annotate, judges, rl,
-    search, critics) calls this; vLLM engine arguments in `extra` are added."""
+    search, critics) calls this; vLLM engine arguments in `extra` are added.
+
+    `engine.vllm.data_parallel_size` engine replicas run for either backend (`load_generator`).
+
+    Raises:
+        ConfigError: replicas asked for inside a multi-process GPU launch (rl under torchrun /
+            accelerate, `extra` selecting vLLM's external launcher), where every rank already
+            holds its own engine on its own GPU.
+    """
+    v = engine.vllm
+    dp = v.data_parallel_size
+    if dp > 1 and (extra or {}).get("distributed_executor_backend") == "external_launcher":
+        raise ConfigError(
+            f"engine.vllm.data_parallel_size = {dp}: engine replicas cannot run inside a "
+            "multi-process GPU launch, where each rank already has its own engine; set it to 1"
+        )
     if engine.backend == "hf" or (engine.backend == "auto" and not is_vllm_available()):
         return load_generator(str(model_dir), "hf", device=device, seed=seed,
+                              data_parallel_size=dp,
                               max_batch_sequences=engine.hf_batch_size)  # fmt: skip
-    v = engine.vllm
     kwargs = {
         "kv_cache_gib": v.kv_cache_gib,
         "tensor_parallel_size": v.tensor_parallel_size,
-        "data_parallel_size": v.data_parallel_size,
         "gpu_memory_utilization": v.gpu_memory_utilization,
         "enforce_eager": v.enforce_eager,
         "max_model_len": v.max_model_len,
     } | (extra or {})
-    return load_generator(str(model_dir), "vllm", device=device, seed=seed, **kwargs)
+    return load_generator(str(model_dir), "vllm", device=device, seed=seed,
+                          data_parallel_size=dp, **kwargs)  # fmt: skip

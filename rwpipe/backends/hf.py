@@ -201,25 +201,36 @@ class HFGenerator:
         """The chat template applied to one user turn, generation prompt added, as text."""
         return apply_chat_template(self.tokenizer, question, system)
 
+    @property
+    def max_model_len(self) -> int:
+        """Positions a prompt and its completion may take together."""
+        return self.model.config.max_position_embeddings
+
     def generate(
         self,
         prompts: Sequence[str],
         params: SamplingParams,
         progress: ProgressFn | None = None,
+        *,
+        first_index: int = 0,
     ) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order (see `rwpipe.backends`).
 
         Prompts are sorted by token length and cut into micro-batches of at most
-        `max_batch_sequences` rows, so that padding stays small.
+        `max_batch_sequences` rows, so that padding stays small. `first_index`: the index of
+        `prompts[0]` in the seeds (`request_seed`); an engine replica passes its chunk's start.
         """
         encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-        check_prompt_lengths(encoded, self.model.config.max_position_embeddings)
+        check_prompt_lengths(encoded, self.max_model_len)
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         per_batch = max(1, self.max_batch_sequences // params.n)
         results: dict[int, list[Completion]] = {}
         for start in range(0, len(order), per_batch):
             indices = order[start : start + per_batch]
-            batch = self._generate_batch([encoded[i] for i in indices], indices, params, progress)
+            seed_indices = [first_index + i for i in indices]
+            batch = self._generate_batch(
+                [encoded[i] for i in indices], seed_indices, params, progress
+            )
             results.update(zip(indices, batch, strict=True))
         return [results[i] for i in range(len(prompts))]
 
@@ -231,7 +242,7 @@ class HFGenerator:
         params: SamplingParams,
         progress: ProgressFn | None,
     ) -> list[list[Completion]]:
-        """One `generate()` over len(encoded) prompts × n rows."""
+        """One `generate()` over len(encoded) prompts × n rows; `indices`: their seed indices."""
         self.tokenizer.padding_side = "left"  # generation continues at the right edge
         batch = self.tokenizer.pad({"input_ids": encoded}, padding=True, return_tensors="pt")
         input_ids = batch["input_ids"].repeat_interleave(params.n, dim=0).to(self.device)

@@ -70,7 +70,9 @@ class VLLMGenerator:
         kv_cache_gib: CPU only: KV cache size in GiB.
         **engine_kwargs: passed to `vllm.LLM` and override the defaults chosen here
             (max_model_len, enforce_eager, enable_prefix_caching, tensor_parallel_size,
-            data_parallel_size, gpu_memory_utilization, max_num_seqs, block_size, ...).
+            gpu_memory_utilization, max_num_seqs, block_size, ...). Not data_parallel_size:
+            the offline `vllm.LLM` refuses it; `load_generator` runs engine replicas instead
+            (`rwpipe.backends.replicas`).
     """
 
     def __init__(
@@ -102,24 +104,35 @@ class VLLMGenerator:
         """The chat template applied to one user turn, generation prompt added, as text."""
         return apply_chat_template(self.tokenizer, question, system)
 
+    @property
+    def max_model_len(self) -> int:
+        """Positions a prompt and its completion may take together."""
+        return self.llm.llm_engine.model_config.max_model_len
+
     def generate(
         self,
         prompts: Sequence[str],
         params: SamplingParams,
         progress: ProgressFn | None = None,
+        *,
+        first_index: int = 0,
     ) -> list[list[Completion]]:
-        """`params.n` completions per prompt, in prompt order (see `rwpipe.backends`)."""
+        """`params.n` completions per prompt, in prompt order (see `rwpipe.backends`).
+
+        `first_index`: the index of `prompts[0]` in the seeds (`request_seed`); an engine
+        replica passes its chunk's start.
+        """
         call = next(_ids)
         request_ids = [f"rw{call}-{i}" for i in range(len(prompts))]
         # Token ids, not text: vLLM would tokenise text with the tokenizer's special tokens
         # (a second BOS for Llama-3-style tokenizers); the chat template already has them.
         encoded = [self.tokenizer.encode(p, add_special_tokens=False) for p in prompts]
-        check_prompt_lengths(encoded, self.llm.llm_engine.model_config.max_model_len)
+        check_prompt_lengths(encoded, self.max_model_len)
         engine = self.llm.llm_engine
         try:
             for i, (request_id, ids) in enumerate(zip(request_ids, encoded, strict=True)):
                 prompt = TokensPrompt(prompt_token_ids=ids)
-                engine.add_request(request_id, prompt, self._params(params, i))
+                engine.add_request(request_id, prompt, self._params(params, first_index + i))
             parts = _run_engine(engine, len(prompts), params.n, progress)
         except BaseException:
             # An interrupt or an engine error: leave the engine empty for the next call.

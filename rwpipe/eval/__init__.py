@@ -62,21 +62,29 @@ def run(
     """
     inputs = check_inputs(cfg, rollouts, rl_rollouts=rl_rollouts, orm=orm, prm=prm, policy=policy)
     rule = StepRule.from_config(base)
-    from rwpipe.eval.curves import pairwise_table, selection_curves
+    from rwpipe.eval.curves import pairwise_table, selection_curves, skipped_rules
     from rwpipe.eval.report import write_outputs
     from rwpipe.runtime import seed_everything
 
     seed_everything(base.seed)
     metrics = _policy_metrics(inputs.rows, inputs.rl_rows, cfg.ns)
     scores: dict[str, Scores] = {}
+    kinds: dict[str, str] = {}  # name -> score kind (rwpipe.eval.metrics.ScoreKind)
     for name, path in inputs.models.items():
-        scores[name], found = _reward_model(name, path, inputs, cfg, base, rule, policy)
+        scores[name], kinds[name], found = _reward_model(
+            name, path, inputs, cfg, base, rule, policy
+        )
         metrics |= found
     if inputs.subsets is not None and (critic is not None or cfg.critic.base_url):
         metrics["processbench_critic"] = _critic(critic, inputs.subsets, cfg, base)
     if scores:
-        metrics["pairwise"] = pairwise_table(inputs.rows, scores, cfg.aggregations)
-    curves = selection_curves(inputs.rows, cfg.ns, scores, cfg.aggregations, cfg.draws, base.seed)
+        metrics["score_kinds"] = kinds
+        if skipped := skipped_rules(scores, cfg.aggregations, kinds):
+            metrics["skipped"] = skipped  # rule -> why it was not computed
+        metrics["pairwise"] = pairwise_table(inputs.rows, scores, cfg.aggregations, kinds)
+    curves = selection_curves(
+        inputs.rows, cfg.ns, scores, cfg.aggregations, cfg.draws, base.seed, kinds
+    )
     top = max(c["n"] for c in curves)
     metrics["best_of_n"] = {c["rule"]: c["accuracy"] for c in curves if c["n"] == top}
     metrics["best_of_n_size"] = top
@@ -111,6 +119,10 @@ def check_inputs(
     for path in ([policy] if policy is not None else []) + list(models.values()):
         if not (path / "config.json").is_file():
             raise InputError(f"{path}: not a model directory (no config.json)")
+    for path in models.values():  # a base model or an unreadable one is refused here
+        from rwpipe.score import detect_format
+
+        detect_format(path)
     subsets = tune = None
     if cfg.processbench:
         from rwpipe.eval import processbench  # imports torch (bootstrap intervals)
@@ -146,21 +158,31 @@ def _policy_metrics(
 def _reward_model(
     name: str, path: Path, inputs: Inputs, cfg: EvalConfig, base: BaseConfig, rule: StepRule,
     policy: Path | None,
-) -> tuple[Scores, dict[str, Any]]:  # fmt: skip
+) -> tuple[Scores, str, dict[str, Any]]:  # fmt: skip
     """Score the rollouts with one reward model; for the PRM, also run beam search and
-    ProcessBench while it is loaded. Returns its scores by key, and the metrics found."""
+    ProcessBench while it is loaded. Returns its scores by key, their kind
+    (`rwpipe.eval.metrics.score_kind`) and the metrics found.
+
+    Raises:
+        InputError: beam search asked with an aggregation undefined for the PRM's scores.
+    """
+    from rwpipe.eval.metrics import score_kind, undefined
     from rwpipe.runtime import pick_device
     from rwpipe.score import Scorer, score_rows
 
     scorer = Scorer(path, device=pick_device(base.device))
+    kind = score_kind(scorer.kind)
+    searching = name == "prm" and cfg.search.problems > 0 and policy is not None
+    if searching and (reason := undefined(cfg.search.aggregation, kind)):
+        raise InputError(f"eval.search.aggregation {cfg.search.aggregation}: {reason}")
     got = score_rows(scorer, inputs.rows, cfg.batch_size, f"score ({name})")
     scores = {(r["problem_id"], r["sample_idx"]): s for r, s in zip(inputs.rows, got, strict=True)}
     metrics: dict[str, Any] = {}
-    if name == "prm" and cfg.search.problems and policy is not None:
+    if searching:
         metrics["search"] = _search(scorer, policy, inputs.rows, scores, cfg, base, rule)
     if name == "prm" and inputs.subsets is not None:
         metrics["processbench"] = _processbench(scorer, inputs, cfg, rule)
-    return scores, metrics
+    return scores, kind, metrics
 
 
 def _search(

@@ -4,6 +4,31 @@ Definitions follow the papers researchers cite: pass@k is the unbiased estimator
 (2021); ProcessBench (Zheng et al. 2024) scores a critic by its first predicted wrong step,
 F1 = harmonic mean of the accuracy on erroneous and on correct solutions; best-of-N and
 weighted voting follow search-and-learn (aggregate a PRM's step scores, pick or vote).
+
+Score kinds. A reward model's step scores are either probabilities in [0, 1] (ORMs, PRMs,
+external PRMs: P(step correct)) or log-ratio rewards (an implicit PRM: beta * log(pi/pi_ref)
+summed over a step's tokens; signed, unbounded; higher is better). What is defined differs:
+
+| | probability | log_ratio |
+| --- | --- | --- |
+| aggregations | min, last, prod, mean | min, last, mean, sum |
+| weighted-vote weight | the score itself | softmax of the scores over the subset |
+
+`prod` of signed rewards has no meaning (the sum is the log of the product of the ratios) and
+`sum` of probabilities is no probability: `undefined` gives the reason, `aggregate` refuses
+them, and the eval skips those rules and records why. The softmax weight exp(s - max s) is
+positive for every finite reward, so a negative reward still votes (clamping at 0 made a vote
+over negative rewards a random pick), the winner does not change when every reward shifts by
+a constant, and it is the Boltzmann weight exp(r) of the reward. It is not sigmoid(r): that is
+the model's P(correct) only for the summed reward of a CE-trained implicit PRM, not for
+min/last/mean. (The implicit-PRM paper reports majority voting on top of the PRM helping; the
+research notes name no vote weight from it or from PRIME, so this choice is ours.)
+
+NaN. A solution with a NaN step score is unscored: every aggregation of it is NaN. An unscored
+solution never wins best-of-N (unless all are) and casts no weighted vote (weight 0). Samples
+tied at the top share the credit: a pick's value is the fraction of the tied best samples (or
+tied top answers) that are correct, the exact expectation of a uniformly random tie-break, so
+no result depends on the order of the samples.
 """
 
 import math
@@ -11,7 +36,26 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-Aggregation = Literal["min", "last", "prod", "mean"]
+Aggregation = Literal["min", "last", "prod", "mean", "sum"]
+ScoreKind = Literal["probability", "log_ratio"]
+
+_UNDEFINED: dict[tuple[str, str], str] = {
+    ("log_ratio", "prod"): "a product of signed log-ratio rewards has no meaning (their sum "
+    "is the log of the product of the ratios: use sum)",
+    ("probability", "sum"): "a sum of step probabilities is no probability and grows with "
+    "the number of steps (use prod or mean)",
+}
+
+
+def score_kind(model_kind: str) -> ScoreKind:
+    """The scale of a reward model's step scores from its kind (`rwpipe.score.Scorer.kind`):
+    an implicit PRM's are log-ratio rewards, every other model's probabilities."""
+    return "log_ratio" if model_kind == "implicit_prm" else "probability"
+
+
+def undefined(how: str, kind: ScoreKind) -> str | None:
+    """Why aggregation `how` is undefined for `kind` scores, or None when it is defined."""
+    return _UNDEFINED.get((kind, how))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -29,23 +73,40 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def majority_vote(
     answers: Sequence[str | None], weights: Sequence[float] | None = None
 ) -> str | None:
-    """The answer with the largest total weight (a vote each by default); None abstains.
+    """The answer with the largest total weight (a vote each by default); None abstains, and
+    so does a NaN weight.
 
     Ties go to the answer that appears first, so the result never depends on hash order.
     """
-    totals: dict[str, float] = {}
-    for i, a in enumerate(answers):
-        if a is not None:
-            totals[a] = totals.get(a, 0.0) + (1.0 if weights is None else weights[i])
+    totals = _totals(answers, weights)
     if not totals:
         return None
     best = max(totals.values())
     return next(a for a in totals if totals[a] == best)  # dicts keep first-seen order
 
 
-def aggregate(step_scores: Sequence[float], how: Aggregation) -> float:
-    """One solution score from a PRM's step scores (NaN for no steps)."""
-    if not step_scores:
+def _totals(answers: Sequence[str | None], weights: Sequence[float] | None) -> dict[str, float]:
+    """Each answer's total weight, first-seen order; fsum makes it exact and order-free."""
+    parts: dict[str, list[float]] = {}
+    for i, a in enumerate(answers):
+        w = 1.0 if weights is None else weights[i]
+        if a is not None and w == w:
+            parts.setdefault(a, []).append(w)
+    return {a: math.fsum(ws) for a, ws in parts.items()}
+
+
+def aggregate(
+    step_scores: Sequence[float], how: Aggregation, kind: ScoreKind = "probability"
+) -> float:
+    """One solution score from a PRM's step scores: NaN for no steps or any NaN step.
+
+    Raises:
+        ValueError: an aggregation undefined for `kind` scores (`undefined`), or unknown.
+    """
+    reason = undefined(how, kind)
+    if reason is not None:
+        raise ValueError(f"{how} of {kind} step scores: {reason}")
+    if not step_scores or any(s != s for s in step_scores):
         return float("nan")
     match how:
         case "min":
@@ -56,7 +117,31 @@ def aggregate(step_scores: Sequence[float], how: Aggregation) -> float:
             return math.prod(step_scores)
         case "mean":
             return sum(step_scores) / len(step_scores)
+        case "sum":
+            return math.fsum(step_scores)
     raise ValueError(f"unknown aggregation {how!r}")
+
+
+def vote_weights(scores: Sequence[float], kind: ScoreKind) -> list[float]:
+    """Positive weights for a weighted vote from one subset's solution scores (see the module
+    docstring): probabilities as they are, log-ratio rewards through a softmax over the
+    subset; a NaN score weighs 0.
+
+    Raises:
+        ValueError: a probability outside [0, 1] (the scores are not of `kind`).
+    """
+    if kind == "probability":
+        bad = next((s for s in scores if s == s and not 0.0 <= s <= 1.0), None)
+        if bad is not None:
+            raise ValueError(f"probability score {bad} outside [0, 1]")
+        return [s if s == s else 0.0 for s in scores]
+    finite = [s for s in scores if s == s]
+    if not finite:
+        return [0.0] * len(scores)
+    top = max(finite)
+    exp = [math.exp(s - top) if s == s else 0.0 for s in scores]
+    total = math.fsum(exp)
+    return [e / total for e in exp]
 
 
 def first_error(step_scores: Sequence[float], threshold: float) -> int:
@@ -81,7 +166,7 @@ def processbench(predicted: Sequence[int], labels: Sequence[int]) -> dict[str, f
 def best_of_n(
     groups: Sequence[Sequence[tuple[str | None, bool, float]]],
     n: int,
-    select: Callable[[Sequence[tuple[str | None, bool, float]]], bool],
+    select: Callable[[Sequence[tuple[str | None, bool, float]]], float],
     draws: int = 50,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -90,7 +175,8 @@ def best_of_n(
     Args:
         groups: per problem, its samples as (answer, correct, score).
         n: subset size (at most the smallest group).
-        select: given a subset, whether the method's pick is correct.
+        select: given a subset, whether the method's pick is correct (or its expected
+            correctness, in [0, 1], when the method ties).
         draws: subsets per problem.
 
     Returns:
@@ -108,12 +194,34 @@ def best_of_n(
     return mean, math.sqrt(var / len(per_problem))
 
 
-def pick_best(subset: Sequence[tuple[str | None, bool, float]]) -> bool:
-    """Best-of-N: the highest-scoring sample (first on ties) is correct."""
-    return max(subset, key=lambda s: s[2])[1]
+def pick_best(subset: Sequence[tuple[str | None, bool, float]]) -> float:
+    """Best-of-N: whether the highest-scoring sample is correct. A NaN score never wins unless
+    every score is NaN; samples tied at the top share the credit (the fraction of them that is
+    correct), so the result does not depend on the subset's order."""
+    scored = [s for s in subset if s[2] == s[2]]
+    if scored:
+        top = max(s[2] for s in scored)
+        scored = [s for s in scored if s[2] == top]
+    tied = scored or list(subset)
+    return sum(s[1] for s in tied) / len(tied)
 
 
-def pick_majority(subset: Sequence[tuple[str | None, bool, float]], weighted: bool) -> bool:
-    """(Weighted) majority vote over answers; correct if any sample with that answer is."""
-    winner = majority_vote([s[0] for s in subset], [s[2] for s in subset] if weighted else None)
-    return winner is not None and any(s[0] == winner and s[1] for s in subset)
+def pick_majority(
+    subset: Sequence[tuple[str | None, bool, float]],
+    weighted: bool,
+    kind: ScoreKind = "probability",
+) -> float:
+    """(Weighted) majority vote over answers; the top answer is correct if any sample with it
+    is. Weights come from the scores through `vote_weights(kind)`. Answers tied at the top
+    share the credit (the fraction of them that is correct); no answer at all scores 0.
+
+    An answer is the sample's answer string: give equivalent answers one string (the eval
+    groups them with math-verify, `rwpipe.eval.curves.answer_classes`) to vote together.
+    """
+    weights = vote_weights([s[2] for s in subset], kind) if weighted else None
+    totals = _totals([s[0] for s in subset], weights)
+    if not totals:
+        return 0.0
+    best = max(totals.values())
+    top = [a for a, t in totals.items() if t == best]
+    return sum(any(s[0] == a and s[1] for s in subset) for a in top) / len(top)

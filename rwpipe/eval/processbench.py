@@ -15,6 +15,7 @@ from rwpipe.steps import StepRule
 from rwpipe.train.metrics import bootstrap_ci
 
 FIELDS = ("problem", "steps", "label")
+BOOTSTRAP_CI = "percentile bootstrap over solutions, 1000 resamples"  # bootstrap_ci's defaults
 
 
 def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
@@ -88,7 +89,7 @@ def tune_threshold(step_scores: list[list[float]], labels: list[int]) -> tuple[f
 
 def protocol(pred: list[int], labels: list[int]) -> dict[str, Any]:
     """ProcessBench accuracies and F1 with 95% bootstrap intervals."""
-    out: dict[str, Any] = {"solutions": len(labels)}
+    out: dict[str, Any] = {"solutions": len(labels), "ci_method": BOOTSTRAP_CI}
     for name, value in processbench(pred, labels).items():
         lo, hi = bootstrap_ci(lambda p, y, k=name: processbench(p, y)[k], pred, labels)
         out |= {name: value, f"{name}_lo": lo, f"{name}_hi": hi}

@@ -1,5 +1,10 @@
 """The eval stage's outputs: metrics.json (DVC metrics), bon.csv (DVC plots), bon.png and a
-report.md a researcher can paste from, stamped with the params hash and package versions."""
+report.md a researcher can paste from, stamped with the params hash and package versions.
+
+Every interval in the report says how it was computed (the `ci_method` stored beside it in
+metrics.json, or for the selection curves and beam search, whose metrics hold standard errors,
+`CURVES_CI`), and every rule left out says why (metrics["skipped"]).
+"""
 
 import csv
 import hashlib
@@ -12,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rwpipe.artifacts import write_json, write_text
+from rwpipe.eval.curves import CURVES_CI
 
 
 def versions() -> dict[str, str]:
@@ -67,9 +73,22 @@ def _fmt(x: Any) -> str:
 
 
 def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: str) -> str:
+    """report.md: one section per kind of result present in `metrics`."""
     lines = ["# rwpipe eval report", "", f"params hash `{stamp}`; versions: "
              + ", ".join(f"{k} {v}" for k, v in versions().items()), ""]  # fmt: skip
-    lines += ["## Policy accuracy", "", "| metric | value |", "| --- | --- |"]
+    lines += _policy_section(metrics)
+    lines += _selection_section(metrics, curves)
+    lines += _pairwise_section(metrics)
+    lines += _search_section(metrics)
+    for key, title in (("processbench", "PRM as critic"),
+                       ("processbench_critic", "LLM critic")):  # fmt: skip
+        if key in metrics:
+            lines += _processbench_section(metrics[key], title)
+    return "\n".join(lines) + "\n"
+
+
+def _policy_section(metrics: dict[str, Any]) -> list[str]:
+    lines = ["## Policy accuracy", "", "| metric | value |", "| --- | --- |"]
     lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.get("policy", {}).items()]
     if "rl_vs_base" in metrics:
         c = metrics["rl_vs_base"]
@@ -78,10 +97,21 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                   f"| pass@1 | {c['pass@1_base']:.3f} | {c['pass@1_rl']:.3f} |",
                   f"| mean tokens | {c['mean_tokens_base']:.1f} | {c['mean_tokens_rl']:.1f} |",
                   "", f"RL - base pass@1: {c['delta']:+.3f} "
-                  f"[{c['delta_ci95_lo']:+.3f}, {c['delta_ci95_hi']:+.3f}] (95% CI, paired "
-                  f"over {c['problems']} problems)."]  # fmt: skip
+                  f"[{c['delta_ci95_lo']:+.3f}, {c['delta_ci95_hi']:+.3f}] (95% CI, "
+                  f"{c['ci_method']}; {c['problems']} problems)."]  # fmt: skip
+    return lines
+
+
+def _selection_section(metrics: dict[str, Any], curves: Sequence[dict[str, Any]]) -> list[str]:
     ns = sorted({c["n"] for c in curves})
-    lines += ["", "## Selection at N (accuracy ± 95% CI over problems)", ""]
+    lines = ["", "## Selection at N (accuracy ± 95% CI)", "",
+             f"95% CI: {CURVES_CI} (a problem's accuracy is its mean over random size-N "
+             "subsets). Votes count answers math-verify judges equal as one answer."]  # fmt: skip
+    if metrics.get("score_kinds"):
+        kinds = ", ".join(f"{k} {v}" for k, v in metrics["score_kinds"].items())
+        lines.append(f"Score kinds: {kinds}; weighted votes weigh a probability as itself and "
+                     "a log-ratio reward by its softmax over the subset.")  # fmt: skip
+    lines.append("")
     lines += ["| rule | " + " | ".join(f"N={n}" for n in ns) + " |"]
     lines += ["| --- |" + " --- |" * len(ns)]
     for rule in dict.fromkeys(c["rule"] for c in curves):
@@ -94,43 +124,59 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                 ci = "" if c["stderr"] != c["stderr"] else f" ± {1.96 * c['stderr']:.3f}"
                 cells.append(f"{c['accuracy']:.3f}{ci}")
         lines.append(f"| {rule} | " + " | ".join(cells) + " |")
-    if metrics.get("pairwise"):
-        lines += ["", "## Pairwise accuracy (correct vs incorrect samples of a problem)", "",
-                  "| reward model | accuracy [95% CI] | pairs | problems |",
-                  "| --- | --- | --- | --- |"]  # fmt: skip
-        for name, c in metrics["pairwise"].items():
-            ci = f" [{c['ci95_lo']:.3f}, {c['ci95_hi']:.3f}]" if c["pairs"] else ""
-            lines.append(f"| {name} | {c['accuracy']:.3f}{ci} | {c['pairs']} | {c['problems']} |")
-    if "search" in metrics:
-        c = metrics["search"]
-        lines += ["", "## PRM-guided beam search against PRM best-of-N at matched tokens", "",
-                  "| method | accuracy ± 95% CI | generated tokens / problem |",
-                  "| --- | --- | --- |",
-                  f"| beam search ({c['config']}) | {c['accuracy']:.3f} ± "
-                  f"{1.96 * c['stderr']:.3f} | {c['tokens_per_problem']:.0f} |",
-                  f"| best-of-{c['bon_n']} (PRM) | {c['bon_accuracy']:.3f} ± "
-                  f"{1.96 * c['bon_stderr']:.3f} | {c['bon_tokens_per_problem']:.0f} |",
-                  "", f"{c['problems']} eval problems."
-                  + (" The rollout pool holds fewer tokens per problem than the search spent."
-                     if c["bon_budget_short"] else "")]  # fmt: skip
-    for key, title in (("processbench", "PRM as critic"),
-                       ("processbench_critic", "LLM critic")):  # fmt: skip
-        if key not in metrics:
-            continue
-        per = {k: v for k, v in metrics[key].items() if k != "average"}
-        lines += ["", f"## ProcessBench ({title})", "",
-                  "| subset | solutions | acc. erroneous | acc. correct | F1 [95% CI] |",
-                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
-        for name, pb in per.items():
-            lines.append(
-                f"| {name} | {pb['solutions']} | {_fmt(pb['acc_erroneous'])} | "
-                f"{_fmt(pb['acc_correct'])} | {_fmt(pb['f1'])} "
-                f"[{_fmt(pb['f1_lo'])}, {_fmt(pb['f1_hi'])}] |"
-            )
-        avg = metrics[key]["average"]
-        lines.append(f"| average | | {_fmt(avg['acc_erroneous'])} | {_fmt(avg['acc_correct'])} "
-                     f"| {_fmt(avg['f1'])} |")  # fmt: skip
-        rule = next(iter(per.values())).get("threshold_rule")
-        if rule:
-            lines.append(f"\nThreshold rule: {rule}.")
-    return "\n".join(lines) + "\n"
+    if metrics.get("skipped"):
+        lines += ["", "## Rules not computed", "", "| rule | why |", "| --- | --- |"]
+        lines += [f"| {rule} | {why} |" for rule, why in metrics["skipped"].items()]
+    return lines
+
+
+def _pairwise_section(metrics: dict[str, Any]) -> list[str]:
+    if not metrics.get("pairwise"):
+        return []
+    lines = ["", "## Pairwise accuracy (correct vs incorrect samples of a problem)", "",
+             "| reward model | accuracy [95% CI] | pairs | problems |",
+             "| --- | --- | --- | --- |"]  # fmt: skip
+    for name, c in metrics["pairwise"].items():
+        ci = f" [{c['ci95_lo']:.3f}, {c['ci95_hi']:.3f}]" if c["pairs"] else ""
+        lines.append(f"| {name} | {c['accuracy']:.3f}{ci} | {c['pairs']} | {c['problems']} |")
+    methods = {c["ci_method"] for c in metrics["pairwise"].values() if c["pairs"]}
+    return lines + (["", f"95% CI: {'; '.join(sorted(methods))}."] if methods else [])
+
+
+def _search_section(metrics: dict[str, Any]) -> list[str]:
+    if "search" not in metrics:
+        return []
+    c = metrics["search"]
+    return ["", "## PRM-guided beam search against PRM best-of-N at matched tokens", "",
+            "| method | accuracy ± 95% CI | generated tokens / problem |",
+            "| --- | --- | --- |",
+            f"| beam search ({c['config']}) | {c['accuracy']:.3f} ± "
+            f"{1.96 * c['stderr']:.3f} | {c['tokens_per_problem']:.0f} |",
+            f"| best-of-{c['bon_n']} (PRM) | {c['bon_accuracy']:.3f} ± "
+            f"{1.96 * c['bon_stderr']:.3f} | {c['bon_tokens_per_problem']:.0f} |",
+            "", f"{c['problems']} eval problems; 95% CI: {CURVES_CI}."
+            + (" The rollout pool holds fewer tokens per problem than the search spent."
+               if c["bon_budget_short"] else "")]  # fmt: skip
+
+
+def _processbench_section(result: dict[str, Any], title: str) -> list[str]:
+    per = {k: v for k, v in result.items() if k != "average"}
+    lines = ["", f"## ProcessBench ({title})", "",
+             "| subset | solutions | acc. erroneous | acc. correct | F1 [95% CI] |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, pb in per.items():
+        lines.append(
+            f"| {name} | {pb['solutions']} | {_fmt(pb['acc_erroneous'])} | "
+            f"{_fmt(pb['acc_correct'])} | {_fmt(pb['f1'])} "
+            f"[{_fmt(pb['f1_lo'])}, {_fmt(pb['f1_hi'])}] |"
+        )
+    avg = result["average"]
+    lines.append(f"| average | | {_fmt(avg['acc_erroneous'])} | {_fmt(avg['acc_correct'])} "
+                 f"| {_fmt(avg['f1'])} |")  # fmt: skip
+    methods = sorted({pb["ci_method"] for pb in per.values() if "ci_method" in pb})
+    if methods:
+        lines.append(f"\n95% CI: {'; '.join(methods)}.")
+    rule = next(iter(per.values())).get("threshold_rule")
+    if rule:
+        lines.append(f"\nThreshold rule: {rule}.")
+    return lines

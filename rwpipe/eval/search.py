@@ -28,7 +28,7 @@ from typing import Any
 
 from rwpipe.backends import Completion, Generator, SamplingParams
 from rwpipe.config import SearchConfig
-from rwpipe.eval.metrics import aggregate
+from rwpipe.eval.metrics import ScoreKind, aggregate, score_kind
 from rwpipe.runtime import stable_seed
 from rwpipe.steps import StepRule
 
@@ -52,6 +52,7 @@ def beam_search(
     rule: StepRule | None = None,
     eos_token_id: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    kind: ScoreKind = "probability",
 ) -> list[dict[str, Any]]:
     """Search every problem; one record per problem: the chosen solution text, its score, the
     tokens the search generated for that problem, and the depth reached.
@@ -65,6 +66,8 @@ def beam_search(
         rule: what a step is (default: a blank line ends one).
         eos_token_id: the end-of-solution token; by default the generator tokenizer's.
         progress: called with (problems finished, tokens) as the search goes.
+        kind: the PRM's score kind; `cfg.aggregation` must be defined for it (a ValueError
+            otherwise, `rwpipe.eval.metrics.undefined`).
     """
     rule = rule if rule is not None else StepRule()
     if eos_token_id is None:
@@ -90,8 +93,8 @@ def beam_search(
         got = score([questions[p] for p, _ in fresh], [prompts[p] for p, _ in fresh],
                     [b.steps for _, b in fresh])  # fmt: skip
         for (_, b), steps in zip(fresh, got, strict=True):
-            value = aggregate(steps, cfg.aggregation) if steps else float("nan")
-            b.score = value if value == value else float("-inf")  # no steps: ranks last
+            value = aggregate(steps, cfg.aggregation, kind)
+            b.score = value if value == value else float("-inf")  # unscored: ranks last
         for p in {p for p, _ in live}:
             group = sorted(candidates[p], key=lambda b: b.score, reverse=True)
             beams[p] = group[: cfg.beam_width]
@@ -151,6 +154,7 @@ def evaluate_search(
     from rwpipe.score import Solution
     from rwpipe.verify import verify_many
 
+    kind = score_kind(getattr(scorer, "kind", "prm"))
     groups = _groups(rows)
     pids = list(groups)[: cfg.problems]
     firsts = [groups[p][0] for p in pids]
@@ -162,7 +166,7 @@ def evaluate_search(
     with progress_bar(len(pids), "search", "problems") as advance:
         results = beam_search(
             generator, score, [r["question"] for r in firsts], [r["prompt"] for r in firsts],
-            cfg, seed=seed, rule=rule, progress=advance,
+            cfg, seed=seed, rule=rule, progress=advance, kind=kind,
         )  # fmt: skip
     verdicts = verify_many([r["gold"] for r in firsts], [r["text"] for r in results])
     hits = [v.verdict == "correct" for v in verdicts]
@@ -174,7 +178,9 @@ def evaluate_search(
     per_sample = sum(r["num_tokens"] for r in sub) / len(sub)
     top = min(len(groups[p]) for p in pids)
     matched = min(range(1, top + 1), key=lambda k: abs(k * per_sample - tokens))
-    curves = selection_curves(sub, [matched], {"prm": prm_scores}, (cfg.aggregation,), draws, seed)
+    curves = selection_curves(
+        sub, [matched], {"prm": prm_scores}, (cfg.aggregation,), draws, seed, {"prm": kind}
+    )
     bon = next(c for c in curves if c["rule"] == f"prm_{cfg.aggregation}")
     return {
         "problems": n,

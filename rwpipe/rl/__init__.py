@@ -52,8 +52,9 @@ def _model_dir(path: Path | None, what: str, needed: bool) -> Path | None:
         return None
     if path is None:
         raise InputError(f"rl.rewards.{what} > 0 needs --{what} DIR")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: not a model directory (no config.json)")
+    from rwpipe.score import detect_format
+
+    detect_format(path)  # no config.json, a base model or an unreadable one: refused here
     return path
 
 

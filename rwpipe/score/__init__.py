@@ -5,18 +5,33 @@ A `Scorer` maps solutions (question, chat prompt, steps) to an outcome score and
 step, each a probability-like value in [0, 1] where higher is better (an implicit PRM's step
 scores are its summed log-ratio rewards instead: unbounded, higher is better).
 
-Formats (`format="auto"` detects them):
-- `rwpipe`: a directory written by `rwpipe train-rm` / `train-prm` (`rwpipe-model.json` says
-  its kind, step tag and beta); reads the chat prompt the policy saw.
+Formats (`format="auto"` detects each from what marks it; a directory that is none of them,
+such as a base model written by `rwpipe model`, is refused in one line):
+- `rwpipe`: a directory written by `rwpipe train-rm` / `train-prm`: its `rwpipe-model.json`
+  has `kind` orm, prm or implicit_prm (and its step tag and beta; an implicit PRM's card
+  also names its reference model, kept in `reference/`, which must be there unchanged). Reads
+  the chat prompt the policy saw. (`rwpipe model` writes a card of the same name, of kind
+  alias / local / hub: that is a base model, not a reward model.)
 - `math_shepherd`: a causal LM; each step is followed by " ки" and the step score is
   softmax over the logits of the "+" and "-" tokens at the tag, P("+"). Input: question, a
-  space, the steps (math-shepherd-mistral-7b-prm).
+  space, the steps (math-shepherd-mistral-7b-prm). Detected when the architecture is a causal
+  LM, "ки", "+" and "-" are whole tokens, and a name (the directory's, its hub repository's
+  or the config's `_name_or_path`; for a directory written by `rwpipe model`, its source)
+  says "shepherd" or "prm": "ки" alone is a token of every Mistral-family vocabulary, and
+  nothing in the weights tells a Math-Shepherd PRM from its base model. Elsewhere pass
+  `--format math_shepherd`.
 - `qwen_prm`: the Qwen2.5-Math-PRM convention: chat template (system "Please reason step by
   step...", user question), the assistant turn = steps each followed by "<extra_0>"; a
-  2-class head per token, step score = P(class 1) at each "<extra_0>".
+  2-class head per token, step score = P(class 1) at each "<extra_0>". Detected by the
+  architecture (`*ForProcessRewardModel`, remote code: needs `--trust-remote-code`), or
+  token classification with 2 labels and "<extra_0>" a whole token.
 - `trl_prm`: TRL's PRMTrainer convention: token classification with 2 labels; prompt, then
   each step followed by the separator ("\\n"); step score = P(class 1) at the separator's last
   token.
+
+An explicit format is checked too (the card's kind for `rwpipe`, the architecture, the label
+count and the tokens for the others), and an external model whose checkpoint lacks weights
+of the head its format reads is refused rather than scored with a random head.
 
 `score_rows` is the one batch-scoring loop (with a progress bar) that `rwpipe eval` and
 `rwpipe score` share, and `run` is the `rwpipe score` command in one call. torch and
@@ -25,9 +40,10 @@ light (the CLI's `--help` imports it).
 """
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from rwpipe.errors import InputError
 from rwpipe.steps import Solution
@@ -42,31 +58,148 @@ MS_TAG, MS_GOOD, MS_BAD = "ки", "+", "-"
 QWEN_TAG = "<extra_0>"
 
 
-def detect_format(model_dir: str | Path) -> str:
-    """Which convention a model directory follows (see the module docstring)."""
+FORMATS = ("rwpipe", "math_shepherd", "qwen_prm", "trl_prm")
+# a name that marks a Math-Shepherd-style PRM: "shepherd", or "prm" not inside a word
+PRM_NAME = re.compile(r"shepherd|(?<![a-z])prm", re.IGNORECASE)
+
+
+def detect_format(model_dir: str | Path, fmt: str = "auto") -> str:
+    """Which convention a reward-model directory follows (see the module docstring); with a
+    format other than `auto`, check that the directory can be read in it. Reads config,
+    card and tokenizer files only; no weights.
+
+    Raises:
+        InputError: one line naming the directory and what was found, when it is not a model
+            directory, not a reward model in any (or the given) format, or an rwpipe implicit
+            PRM without its reference model.
+    """
+    from rwpipe.train.backbone import CARD, KINDS, read_card, reference_dir
+
     path = Path(model_dir)
-    if (path / "rwpipe-model.json").is_file():
-        return "rwpipe"
-    config = (
-        json.loads((path / "config.json").read_text()) if (path / "config.json").is_file() else {}
-    )
-    arch = " ".join(config.get("architectures") or [])
-    vocab = ""
-    for name in ("tokenizer.json", "added_tokens.json", "tokenizer_config.json"):
-        if (path / name).is_file():
-            vocab += (path / name).read_text(errors="ignore")
-    if QWEN_TAG in vocab and (
-        "RewardModel" in arch or "ProcessReward" in arch or "TokenClass" in arch
-    ):
-        return "qwen_prm"
-    if "TokenClassification" in arch:
-        return "trl_prm"
-    if MS_TAG in vocab and "CausalLM" in arch:
-        return "math_shepherd"
-    raise InputError(
-        f"{model_dir}: cannot tell the reward model's format; set it (rwpipe, math_shepherd, "
-        "qwen_prm, trl_prm)"
-    )
+    if fmt != "auto" and fmt not in FORMATS:
+        raise InputError(f"unknown reward-model format {fmt!r} (auto, {', '.join(FORMATS)})")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path}: not a model directory (no config.json)")
+    card = read_card(path) or {}
+    if card.get("kind") in KINDS:
+        if card["kind"] == "implicit_prm":
+            reference_dir(path, card)  # refused now, before any model loads
+        if fmt in ("auto", "rwpipe"):
+            return "rwpipe"
+    elif fmt == "rwpipe":
+        raise InputError(f"{path}: not an rwpipe reward model (no {CARD} of kind orm, prm or "
+                         f"implicit_prm): found {_found(path, card)}")  # fmt: skip
+    facts = _Facts.read(path, card)
+    if fmt == "auto":
+        for name in ("qwen_prm", "trl_prm", "math_shepherd"):
+            if facts.fits(name, named=True):
+                return name
+        hint = ""
+        if facts.fits("math_shepherd", named=False):
+            hint = "; if it is a Math-Shepherd-style PRM, pass --format math_shepherd"
+        raise InputError(f"{path}: not a reward model rwpipe can read: found "
+                         f"{_found(path, card, facts)}{hint}")  # fmt: skip
+    if not facts.fits(fmt, named=False):
+        raise InputError(f"{path}: not a {fmt} reward model ({REQUIRES[fmt]}): found "
+                         f"{_found(path, card, facts)}")  # fmt: skip
+    return fmt
+
+
+REQUIRES = {
+    "math_shepherd": f"a causal LM with {MS_TAG!r}, {MS_GOOD!r} and {MS_BAD!r} as tokens",
+    "qwen_prm": f"a process reward model or 2-label token classifier with a {QWEN_TAG!r} token",
+    "trl_prm": "a token classifier with 2 labels",
+}
+
+
+class _Facts(NamedTuple):
+    """What the files of a model directory say about its reading."""
+
+    architectures: list[str]
+    num_labels: int
+    tokens: dict[str, bool]  # tag -> whether it is a whole token of the vocabulary
+    names: list[str]  # names of the model: directory, hub repository, config, source
+
+    @classmethod
+    def read(cls, path: Path, card: Mapping[str, Any]) -> "_Facts":
+        config = _config(path)
+        archs = [str(a) for a in config.get("architectures") or []]
+        labels = config.get("id2label")
+        num_labels = len(labels) if labels else int(config.get("num_labels", 2))
+        tokens = {t: False for t in (MS_TAG, MS_GOOD, MS_BAD, QWEN_TAG)}
+        if any(_is(a, "ForCausalLM", "ForTokenClassification", "ForProcessRewardModel")
+               for a in archs):  # fmt: skip
+            tokenizer = _tokenizer(path)
+            tokens = {t: tokenizer is not None and _whole_token(tokenizer, t) for t in tokens}
+        if "source" in card:  # written by `rwpipe model`: the source names it, not OUT_DIR
+            names = [str(card["source"])]
+        else:
+            names = [path.resolve().name, str(config.get("_name_or_path") or "")]
+            if path.resolve().parent.name == "snapshots":  # hub cache: models--org--name/...
+                names.append(path.resolve().parent.parent.name)
+        return cls(archs, num_labels, tokens, [n for n in names if n])
+
+    def fits(self, fmt: str, named: bool) -> bool:
+        """Whether the directory reads as `fmt`; `named`: as auto-detection requires."""
+        token = any(_is(a, "ForTokenClassification") for a in self.architectures)
+        if fmt == "qwen_prm":
+            qwen = any(_is(a, "ForProcessRewardModel") for a in self.architectures)
+            return self.tokens[QWEN_TAG] and (qwen or (token and self.num_labels == 2))
+        if fmt == "trl_prm":
+            return token and self.num_labels == 2
+        causal = any(_is(a, "ForCausalLM") for a in self.architectures)
+        tagged = all(self.tokens[t] for t in (MS_TAG, MS_GOOD, MS_BAD))
+        return causal and tagged and (not named or any(PRM_NAME.search(n) for n in self.names))
+
+
+def _config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path / 'config.json'}: not a JSON object")
+    return config
+
+
+def _is(arch: str, *suffixes: str) -> bool:
+    return arch.endswith(suffixes)
+
+
+def _tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no usable tokenizer: no tag is a token
+
+
+def _whole_token(tokenizer: Any, text: str) -> bool:
+    """Whether `text` is one token of the vocabulary (as the last token of its encoding)."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return bool(ids) and tokenizer.decode(ids[-1:]).strip() == text
+
+
+def _found(path: Path, card: Mapping[str, Any], facts: "_Facts | None" = None) -> str:
+    """What a directory that is not the reward model asked for holds, in a few words."""
+    if facts is None:
+        config = _config(path)
+        archs = ", ".join(str(a) for a in config.get("architectures") or []) or "?"
+    else:
+        archs = ", ".join(facts.architectures) or "no architecture"
+    if "source" in card:  # rwpipe.model.materialize's card
+        return (f"a base model written by `rwpipe model` (source {card['source']!r}, {archs}); "
+                "train a reward model with `rwpipe train-rm` / `train-prm`")  # fmt: skip
+    what = archs
+    if facts is not None:
+        if any(_is(a, "ForTokenClassification") for a in facts.architectures):
+            what += f" with {facts.num_labels} label(s)"
+        have = [t for t, ok in facts.tokens.items() if ok and t in (MS_TAG, QWEN_TAG)]
+        what += f", tag tokens {', '.join(map(repr, have))}" if have else ", no step-tag token"
+    if card:
+        what += f", {card.get('kind')!r} in its rwpipe-model.json"
+    return what
 
 
 class Scorer:
@@ -87,19 +220,14 @@ class Scorer:
 
         self.device = device if device is not None else pick_device("auto")
         dtype = dtype if dtype is not None else default_dtype(self.device)
-        self.format = detect_format(model_dir) if fmt == "auto" else fmt
+        self.format = detect_format(model_dir, fmt)
         self.max_length, self.separator = max_length, separator
         self.name = Path(model_dir).name
         if self.format == "rwpipe":
-            from rwpipe.train.backbone import CARD, load_backbone
+            from rwpipe.train.backbone import load_saved
 
-            card = json.loads((Path(model_dir) / CARD).read_text())
-            self.kind = card["kind"]
-            self.backbone = load_backbone(
-                model_dir, self.kind, device=self.device, dtype=dtype,
-                step_tag=card.get("step_tag", ""), beta=card.get("beta", 0.05),
-            )  # fmt: skip
-            self.backbone.model.eval()
+            self.backbone = load_saved(model_dir, device=self.device, dtype=dtype)
+            self.kind = self.backbone.kind
             return
         from transformers import (
             AutoModel,
@@ -122,13 +250,18 @@ class Scorer:
         elif self.format == "qwen_prm":
             cls = AutoModelForTokenClassification if not trust_remote_code else AutoModel
             self.tag_id = self.tokenizer.convert_tokens_to_ids(QWEN_TAG)
-        elif self.format == "trl_prm":
-            cls = AutoModelForTokenClassification
         else:
-            raise InputError(f"{model_dir}: unknown reward-model format {self.format!r}")
-        self.model = cls.from_pretrained(
-            model_dir, dtype=dtype, trust_remote_code=trust_remote_code
+            cls = AutoModelForTokenClassification
+        self.model, info = cls.from_pretrained(
+            model_dir, dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True
         )
+        if info["missing_keys"]:  # the head the format reads is not in the checkpoint
+            need = " (remote code: --trust-remote-code)" if self.format == "qwen_prm" else ""
+            raise InputError(
+                f"{model_dir}: {len(info['missing_keys'])} weight(s) of a {self.format} model "
+                f"are not in the checkpoint (e.g. {sorted(info['missing_keys'])[0]}): not a "
+                f"{self.format} reward model{need}"
+            )
         self.model.to(self.device).eval()
 
     # -- encodings of each format ---------------------------------------------------------------
@@ -251,7 +384,8 @@ def run(
         trust_remote_code: passed to transformers for external models.
 
     Raises:
-        InputError: no solutions to score, or no model directory (before the model loads).
+        InputError: no solutions to score, or a directory that is not a reward model (in the
+            format given), before the model loads.
     """
     import pyarrow as pa
 
@@ -261,8 +395,6 @@ def run(
     table = read_artifact(rollouts, ("rollouts", "labels"))
     if table.num_rows == 0:
         raise InputError(f"{rollouts}: no solutions to score")
-    if not (reward_model / "config.json").is_file():
-        raise InputError(f"{reward_model}: not a model directory (no config.json)")
     scorer = Scorer(
         reward_model, fmt=fmt, device=pick_device(device), max_length=max_length,
         trust_remote_code=trust_remote_code,

@@ -4,6 +4,8 @@ step labels, or implicit from outcome labels), on labels.arrow.
 `train_reward_model` is the whole stage: examples from the labels, a held-out set of problems,
 `fit` (resumable), an evaluation each epoch, and the final model saved as a plain transformers
 directory (LoRA merged) with `rwpipe-model.json` (kind, step tag, beta, data, params, metrics).
+An implicit PRM also carries its reference model, the base weights as trained against, in
+`reference/` (sha256 in the card's `reference`): scoring needs both (`backbone.load_saved`).
 """
 
 import hashlib
@@ -19,7 +21,7 @@ from rwpipe.artifacts import config_to_dict
 from rwpipe.config import TrainPRMConfig, TrainRMConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import progress_bar
-from rwpipe.runtime import default_dtype, pick_device, seed_everything
+from rwpipe.runtime import default_dtype, seed_everything
 from rwpipe.train.backbone import Backbone, load_backbone, save_backbone
 from rwpipe.train.data import (
     Example,
@@ -29,7 +31,7 @@ from rwpipe.train.data import (
     prm_examples,
     split_by_group,
 )
-from rwpipe.train.loop import Checkpointer, TrainState, fit
+from rwpipe.train.loop import Checkpointer, TrainState, fit, is_main_process, process_device
 from rwpipe.train.metrics import accuracy, bootstrap_ci, roc_auc
 
 __all__ = ["evaluate_backbone", "run", "train_reward_model"]
@@ -124,7 +126,8 @@ def run(
         table, base_model, out, cfg, seed=base.seed, device=base.device, where=str(labels),
         fingerprint=fingerprint.hexdigest(), pairs=pairs_table,
     )  # fmt: skip
-    write_report(report_dir or out.with_name(out.name + ".report"), state, metrics)
+    if is_main_process():
+        write_report(report_dir or out.with_name(out.name + ".report"), state, metrics)
     return metrics
 
 
@@ -156,7 +159,7 @@ def train_reward_model(
         InputError: the labels hold nothing this model can learn from (no step labels for a
             discriminative PRM, no correct/incorrect pair for Bradley-Terry, one class only).
     """
-    torch_device = pick_device(device)
+    torch_device = process_device(device)
     seed_everything(seed)
     kind, objective, tag, beta = _kind(cfg)
     backbone = load_backbone(
@@ -203,8 +206,9 @@ def train_reward_model(
     } | (state.evals[-1] if state.evals else {})
     card = {"base_model": str(base_dir), "params": config_to_dict(cfg), "metrics": metrics,
             "data": where}  # fmt: skip
-    save_backbone(backbone, out_dir, card)  # atomic: the old directory stands until then
-    shutil.rmtree(ckpt.dir, ignore_errors=True)
+    if is_main_process():  # under a launcher every process holds the same model: rank 0 saves
+        save_backbone(backbone, out_dir, card)  # atomic: the old directory stands until then
+        shutil.rmtree(ckpt.dir, ignore_errors=True)
     return state, metrics
 
 

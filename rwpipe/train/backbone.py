@@ -4,10 +4,16 @@ Kinds:
 - `orm`: sequence classification, one scalar per solution (read at its last token).
 - `prm`: token classification, one logit per position, read at each step's last token.
 - `implicit_prm`: a causal LM; reward = beta * log(pi / pi_ref) summed over response tokens,
-  the reference being the same weights with the LoRA adapter off (or a frozen copy).
+  the reference being the same weights with the LoRA adapter off (or a frozen copy) while
+  training. A saved implicit PRM carries its reference: the directory holds pi (LoRA merged)
+  and, in `reference/`, pi_ref's weights (the base model as training saw it), with their
+  sha256 in the card, so the directory alone scores and can be moved to another machine at
+  the cost of a second copy of the weights. `load_saved` loads either back.
 """
 
 import contextlib
+import copy
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator, Sequence
@@ -18,6 +24,7 @@ from typing import Any
 import torch
 
 from rwpipe.artifacts import atomic_path
+from rwpipe.errors import InputError
 from rwpipe.train.data import Example, encode_solution, pad_batch
 from rwpipe.train.losses import (
     bradley_terry_loss,
@@ -30,6 +37,7 @@ from rwpipe.train.losses import (
 
 KINDS = ("orm", "prm", "implicit_prm")
 CARD = "rwpipe-model.json"
+REFERENCE = "reference"  # an implicit PRM's subdirectory holding pi_ref
 
 
 @dataclass
@@ -73,8 +81,11 @@ class Backbone:
         return self.model(input_ids=ids, attention_mask=mask).logits.squeeze(-1).float()
 
     def _ref_context(self) -> contextlib.AbstractContextManager:
-        if self.reference is None and hasattr(self.model, "disable_adapter"):
-            return self.model.disable_adapter()
+        model = self.model  # under DDP (multi-process training) the adapter is on its module
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        if self.reference is None and hasattr(model, "disable_adapter"):
+            return model.disable_adapter()
         return contextlib.nullcontext()
 
     def _logps(self, examples: Sequence[Example]) -> tuple[torch.Tensor, ...]:
@@ -258,22 +269,127 @@ def load_backbone(
 def save_model_dir(model: Any, tokenizer: Any, out_dir: Path, files: dict[str, str]) -> None:
     """The one atomic model save: `model` (LoRA merged in) and `tokenizer` as a plain
     transformers directory, plus `files` (name -> text), replacing `out_dir` in one step."""
+    with atomic_path(out_dir) as tmp:
+        _write_model(model, tokenizer, tmp, files)
+
+
+def _write_model(model: Any, tokenizer: Any, out: Path, files: dict[str, str]) -> None:
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        for name, text in files.items():
-            (tmp / name).write_text(text)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    for name, text in files.items():
+        (out / name).write_text(text)
 
 
 def save_backbone(backbone: Backbone, out_dir: Path, card: dict[str, Any]) -> None:
     """Write a plain transformers directory (LoRA merged in) plus rwpipe's model card,
-    atomically."""
+    atomically. An implicit PRM also gets its reference model in `reference/` (weights and
+    config), its sha256 in the card's `reference`."""
     info = {"kind": backbone.kind, "step_tag": backbone.step_tag, "beta": backbone.beta} | card
-    text = json.dumps(info, indent=2, sort_keys=True, default=str)
-    files = {CARD: text + "\n", "README.md": _model_card(info, text)}
-    save_model_dir(backbone.model, backbone.tokenizer, out_dir, files)
+    with atomic_path(out_dir) as tmp:
+        if backbone.kind == "implicit_prm":
+            reference = _reference_model(backbone)  # before the merge changes the weights
+            reference.save_pretrained(tmp / REFERENCE, safe_serialization=True)
+            info["reference"] = {"path": REFERENCE, "sha256": weights_digest(tmp / REFERENCE)}
+        text = json.dumps(info, indent=2, sort_keys=True, default=str)
+        files = {CARD: text + "\n", "README.md": _model_card(info, text)}
+        _write_model(backbone.model, backbone.tokenizer, tmp, files)
+
+
+def _reference_model(backbone: Backbone) -> Any:
+    """pi_ref as a plain model: the frozen copy, else the LoRA model's base weights."""
+    if backbone.reference is not None:
+        return backbone.reference
+    if not hasattr(backbone.model, "disable_adapter"):
+        raise ValueError("an implicit PRM needs a reference: a frozen copy or a LoRA adapter")
+    # unload() strips the adapter without merging it, in place: do it on a copy
+    return copy.deepcopy(backbone.model).unload()
+
+
+def weights_digest(model_dir: Path) -> str:
+    """sha256 of a model directory's weight files (names and bytes), in name order."""
+    h = hashlib.sha256()
+    for f in sorted(model_dir.glob("*.safetensors")):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any] | None:
+    """The model card `rwpipe-model.json` of `model_dir` (None when there is none).
+
+    Raises:
+        InputError: the card is not a JSON object.
+    """
+    path = Path(model_dir) / CARD
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: not a JSON object")
+    return card
+
+
+def reference_dir(model_dir: str | Path, card: dict[str, Any]) -> Path:
+    """A saved implicit PRM's reference model directory.
+
+    Raises:
+        InputError: the card names no reference (saved by an older rwpipe, whose implicit PRMs
+            cannot be scored: retrain), or the reference directory is missing.
+    """
+    ref = card.get("reference")
+    if not isinstance(ref, dict) or not ref.get("path"):
+        raise InputError(
+            f"{Path(model_dir) / CARD}: an implicit PRM saved without its reference model "
+            "(by an older rwpipe), so it cannot be scored; retrain it with `rwpipe train-prm`"
+        )
+    path = Path(model_dir) / ref["path"]
+    if not (path / "config.json").is_file():
+        raise InputError(
+            f"{path}: the implicit PRM's reference model is missing (it must travel with "
+            f"{Path(model_dir).name}/)"
+        )
+    return path
+
+
+def load_saved(model_dir: str | Path, *, device: torch.device, dtype: torch.dtype) -> Backbone:
+    """Load a reward model saved by `save_backbone`, for scoring (eval mode).
+
+    An implicit PRM loads pi from the directory and pi_ref from its `reference/`, whose
+    weights must be the ones saved with it (sha256 in the card; checking it reads the
+    reference's weight files once more).
+
+    Raises:
+        InputError: no card, a kind that is not a reward model, or an implicit PRM whose
+            reference is missing or changed; one line naming the path.
+    """
+    from transformers import AutoModelForCausalLM
+
+    card = read_card(model_dir)
+    kind = (card or {}).get("kind")
+    if kind not in KINDS:
+        raise InputError(f"{model_dir}: not an rwpipe reward model ({CARD} kind {kind!r})")
+    ref_model = None
+    if kind == "implicit_prm":
+        ref_dir = reference_dir(model_dir, card)
+        if weights_digest(ref_dir) != card["reference"].get("sha256"):
+            raise InputError(
+                f"{ref_dir}: the reference model's weights differ from those saved with the "
+                "implicit PRM (sha256 in its card); restore them or retrain"
+            )
+        ref_model = AutoModelForCausalLM.from_pretrained(ref_dir, dtype=dtype).to(device).eval()
+        ref_model.requires_grad_(False)
+    tokenizer, model, _ = load_model(model_dir, kind, device=device, dtype=dtype)
+    backbone = Backbone(kind, model, tokenizer, device, card.get("step_tag", ""),
+                        card.get("beta", 0.05), ref_model)  # fmt: skip
+    backbone.model.eval()
+    return backbone
 
 
 READING = {
@@ -281,7 +397,10 @@ READING = {
     "prm": "AutoModelForTokenClassification (1 label); sigmoid(logit) at the last token of each "
     "step (after appending the step tag) = P(step correct).",
     "implicit_prm": "AutoModelForCausalLM; step reward = beta * sum over the step's tokens of "
-    "log p(token) - log p_ref(token), p_ref = the base model.",
+    "log p(token) - log p_ref(token), p = this directory's weights, p_ref = the reference model "
+    "in `reference/` (the base model's weights as training saw them; keep it with this "
+    "directory: rwpipe refuses to score when it is missing or its sha256 differs from the "
+    "card's `reference.sha256`).",
 }
 
 

@@ -7,13 +7,18 @@ and the position in the data (epoch, micro-batch); the batches of an epoch depen
 seed and the epoch (`length_grouped_batches`), so a run killed and resumed replays the same
 micro-batches in the same order and reproduces the uninterrupted run's losses.
 
-Distributed: under `accelerate launch` (DDP, FSDP or DeepSpeed, see configs/accelerate/), the
-model and optimizer go through `Accelerator.prepare` and each process takes every
-`num_processes`-th micro-batch; single-process CPU is the default.
+Distributed: under `accelerate launch` (rwpipe/train/accelerate/ddp.yaml) or `torchrun`, the
+model and optimizer go through `Accelerator.prepare` (DDP), the processes split each optimizer
+step's micro-batches and sum their gradients, so N processes take exactly the steps of one
+(`_step_losses`); rank 0 writes the checkpoints. FSDP and DeepSpeed are refused: a checkpoint
+and the saved model are written from one process's full copy of the weights. A single process
+is the default.
 """
 
+import contextlib
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -27,10 +32,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from rwpipe.artifacts import atomic_path
+from rwpipe.errors import RwpipeError
+from rwpipe.runtime import pick_device, stable_seed
 from rwpipe.train.backbone import Backbone, trainable_state
 from rwpipe.train.data import length_grouped_batches
 
 S = TypeVar("S")
+# accelerate's distributed types that shard or wrap the model other than DDP: not built here
+SHARDED = ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA")
 
 
 @dataclass
@@ -147,6 +156,57 @@ def _end_epoch(model: Any, state: TrainState, evaluate: Callable[[], dict] | Non
         model.train()
 
 
+def _step_losses(accelerator: Any, model: Any, backbone: Backbone, units: list[list[Any]],
+                 objective: str, seeds: list[int]) -> float:  # fmt: skip
+    """Forward and backward of this process's share of one optimizer step's micro-batches
+    (`units`, with one dropout seed each); returns the sum of their losses over all processes.
+
+    The step's gradient is the mean over its k micro-batches of each one's gradient, the same
+    for any number of processes: process r takes micro-batches r, r + N, ... and weights each
+    loss N / k (DDP averages the processes' gradients, dividing by N). Every process runs the
+    same number of rounds, ceil(k / N), and only the last one synchronises the gradients, so
+    the all-reduces match: a process short of a micro-batch runs one at weight 0 (it adds zero
+    gradient but still takes part): `grad_accum` a multiple of N wastes no round.
+    """
+    world, rank, k = accelerator.num_processes, accelerator.process_index, len(units)
+    rounds = math.ceil(k / world)
+    total = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    for r in range(rounds):
+        index = rank + r * world
+        real = index < k
+        sync = contextlib.nullcontext() if r == rounds - 1 else accelerator.no_sync(model)
+        with sync:
+            torch.manual_seed(seeds[index if real else 0])  # dropout: as in one process
+            loss = backbone.loss(units[index if real else 0], objective)
+            accelerator.backward(loss * (world / k if real else 0.0))
+        if real:
+            total += loss.detach().double()
+    if world > 1:
+        total = accelerator.reduce(total, reduction="sum")
+    return float(total)
+
+
+def process_device(requested: str) -> torch.device:
+    """Where this process trains: under a launcher (`WORLD_SIZE` > 1), accelerate's device for
+    this process (GPU `LOCAL_RANK`, or the CPU), so no process loads onto another's GPU; else
+    `base.device`."""
+    device = pick_device(requested)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return device
+    from accelerate import PartialState
+
+    return PartialState(cpu=device.type == "cpu").device
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the outputs (rank 0 under a launcher; always alone)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
 def fit(
     backbone: Backbone,
     items: Sequence[Any],
@@ -162,80 +222,80 @@ def fit(
 ) -> TrainState:
     """Train `backbone` on `items` (examples or pairs) for `optim.epochs` epochs.
 
+    Each optimizer step takes the next `optim.grad_accum` micro-batches of the epoch (the last
+    step of an epoch may take fewer) and follows the mean of their gradients; N processes
+    split those micro-batches and take the same steps as one (see `_step_losses`).
+
     Args:
         items, lengths: the training units and their token counts (for batching).
         objective: the loss (see `Backbone.loss`).
         optim: the `optim` params (lr, batch size, accumulation, ...).
         checkpointer: where checkpoints go; an existing matching one is resumed.
         evaluate: run after each epoch; its dict is stored in `state.evals`.
-        advance: progress callback (items, tokens).
+        advance: progress callback (items, tokens); called on the main process only.
         stop_after_steps: stop (after checkpointing) once this many optimizer steps are done;
             for tests of resume.
 
     Returns:
         The final state: per-step losses, per-epoch evals, tokens and seconds.
 
-    Over 80 lines (a fifth of them this docstring) on purpose: resume, accumulation,
+    Over 80 lines (a quarter of them this docstring) on purpose: resume, accumulation,
     checkpointing and evaluation must happen in one order, which reads best in one loop.
     """
     from accelerate import Accelerator
 
     accelerator = Accelerator(cpu=backbone.device.type == "cpu")
-    model = backbone.model
-    params = [p for p in model.parameters() if p.requires_grad]
+    kind = accelerator.distributed_type.name
+    if kind in SHARDED:
+        raise RwpipeError(
+            f"accelerate {kind}: not supported by rwpipe's trainer (its checkpoints and saved "
+            "model need every process to hold the whole model); launch with "
+            "rwpipe/train/accelerate/ddp.yaml or torchrun (data parallel)"
+        )
+    params = [p for p in backbone.model.parameters() if p.requires_grad]
     optimizer, scheduler = _optimizers(params, optim, len(items))
     torch.manual_seed(seed)
     random.seed(seed)
-    models = {"trainable": backbone.model}
     optims = {"optimizer": optimizer, "scheduler": scheduler}
-    state = checkpointer.load(models, optims, TrainState) or TrainState()
-    model, optimizer = accelerator.prepare(model, optimizer)
-    backbone.model, optims["optimizer"] = model, optimizer
-    world, rank = accelerator.num_processes, accelerator.process_index
-
+    state = checkpointer.load({"trainable": backbone.model}, optims, TrainState) or TrainState()
+    model, optimizer = accelerator.prepare(backbone.model, optimizer)
+    backbone.model, backbone.device, optims["optimizer"] = model, accelerator.device, optimizer
+    if backbone.reference is not None:
+        backbone.reference.to(accelerator.device)
     model.train()
-    while state.epoch < optim.epochs:
+    while state.epoch < optim.epochs and state.step != stop_after_steps:
         batches = length_grouped_batches(lengths, optim.batch_size, seed, state.epoch)
-        accum_loss, accum_n = 0.0, 0
-        for index in range(state.micro, len(batches)):
+        for first in range(state.micro, len(batches), optim.grad_accum):
             start = time.perf_counter()
-            if index % world == rank:
-                batch = [items[i] for i in batches[index]]
-                loss = backbone.loss(batch, objective) / optim.grad_accum
-                accelerator.backward(loss)
-                accum_loss += float(loss.detach()) * optim.grad_accum
-                accum_n += 1
-            tokens = sum(lengths[i] for i in batches[index])
-            state.micro, state.tokens = index + 1, state.tokens + tokens
-            last = index + 1 == len(batches)
-            if state.micro % optim.grad_accum == 0 or last:
-                norm = _optimizer_step(accelerator, params, optimizer, scheduler, optim)
-                state.step += 1
-                state.history.append(
-                    {
-                        "step": state.step,
-                        "epoch": state.epoch,
-                        "loss": round(accum_loss / max(accum_n, 1), 6),
-                        "grad_norm": round(norm, 4),
-                        "lr": scheduler.get_last_lr()[0],
-                    }
-                )
-                accum_loss, accum_n = 0.0, 0
+            group = range(first, min(first + optim.grad_accum, len(batches)))
+            units = [[items[i] for i in batches[b]] for b in group]
+            seeds = [stable_seed(seed, "micro", state.epoch, b) for b in group]
+            loss = _step_losses(accelerator, model, backbone, units, objective, seeds)
+            norm = _optimizer_step(accelerator, params, optimizer, scheduler, optim)
+            tokens = [sum(lengths[i] for i in batches[b]) for b in group]
+            state.step, state.micro = state.step + 1, group[-1] + 1
+            state.tokens += sum(tokens)
+            state.history.append(
+                {
+                    "step": state.step,
+                    "epoch": state.epoch,
+                    "loss": round(loss / len(group), 6),
+                    "grad_norm": round(norm, 4),
+                    "lr": scheduler.get_last_lr()[0],
+                }
+            )
             state.seconds += time.perf_counter() - start
-            if advance:
-                advance(len(batches[index]), tokens)
-            at_step_end = state.micro % optim.grad_accum == 0 or last
+            if advance and accelerator.is_main_process:
+                for b, n in zip(group, tokens, strict=True):
+                    advance(len(batches[b]), n)
+            last = state.micro == len(batches)
             if last:
                 _end_epoch(model, state, evaluate)
-            if at_step_end and (
-                last or state.step % optim.checkpoint_every == 0 or state.step == stop_after_steps
-            ):
-                if accelerator.is_main_process:
-                    checkpointer.save({"trainable": model}, optims, state)
+            if last or state.step % optim.checkpoint_every == 0 or state.step == stop_after_steps:
+                if accelerator.is_main_process:  # every process holds the same weights
+                    checkpointer.save({"trainable": accelerator.unwrap_model(model)}, optims, state)
                 accelerator.wait_for_everyone()
-            if at_step_end and state.step == stop_after_steps:
-                return state
-            if last:
+            if state.step == stop_after_steps:
                 break
     model.eval()
     backbone.model = accelerator.unwrap_model(model)

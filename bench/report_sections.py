@@ -1,0 +1,780 @@
+"""The renderers of bench/report.py: one function per generated region of BENCHMARKS.md and
+README.md, each a function of the results files (bench name -> flat dict), and REGIONS, the
+map from region name to renderer.
+
+A renderer prints only what the results hold: a bench without a results file renders as "not
+run", a key a file lacks as "not recorded", and a file written before bench/machine.py existed
+as "recorded before machine facts were kept". Targets (the issue's thresholds) are the only
+constants here.
+"""
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+OLD_FACTS = "recorded before machine facts were kept"
+Results = dict[str, dict[str, Any]]
+
+
+# Formatting: one place for digits, signs and intervals.
+def f(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}f}"
+
+
+def sf(x: float, digits: int = 3) -> str:
+    """Signed, with a true minus sign."""
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def ci(lo: float, hi: float, digits: int = 3, signed: bool = False) -> str:
+    fmt = sf if signed else f
+    return f"[{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {round(seconds % 60):d} s"
+
+
+def got(r: dict, key: str, fmt: Callable[[Any], str] = str) -> str:
+    """A recorded value, formatted, or "not recorded"."""
+    return fmt(r[key]) if r.get(key) is not None else "not recorded"
+
+
+def absent(name: str) -> str:
+    return f"*Not run: `bench/results/{name}.json` is absent.*"
+
+
+def table(header: list[str], rows: list[list[str]], right: int = 1) -> str:
+    """A Markdown table; columns from `right` on are right-aligned."""
+    align = ["---" if i < right else "---:" for i in range(len(header))]
+    lines = [header, align, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+_FACTS = (
+    "cpu_model", "cpu_count", "cpu_usable_count", "memory_gib", "cpu_capability", "cpu_avx512f",
+    "cpu_avx512_bf16", "cpu_amx_bf16", "gpu", "torch_threads", "version_python", "version_torch",
+    "version_transformers", "version_vllm", "version_trl", "git_commit", "date_utc",
+    "bench_seconds", "load_avg_1min_start", "load_avg_1min_end", "other_work",
+)  # fmt: skip
+
+
+def machine_line(r: dict) -> str:
+    """The run's machine, from the facts bench/machine.py writes, or what an older file keeps."""
+    if r.get("machine_facts_version"):
+        g = {k: "not recorded" if v is None else v for k, v in r.items()}
+        g = {**{k: "not recorded" for k in _FACTS}, **g}  # a failed library probe, say
+        yes = {True: "yes", False: "no", "not recorded": "not recorded"}
+        dirty = " with uncommitted changes" if r.get("git_dirty") else ""
+        probe = f" (library probe failed: {r['probe_error']})" if "probe_error" in r else ""
+        return (
+            f"**Run:** {g['cpu_model']}, {g['cpu_count']} cores ({g['cpu_usable_count']} usable),"
+            f" {g['memory_gib']} GiB, torch CPU capability {g['cpu_capability']}, AVX-512"
+            f" {yes[g['cpu_avx512f']]}, AVX-512 BF16 {yes[g['cpu_avx512_bf16']]}, AMX BF16"
+            f" {yes[g['cpu_amx_bf16']]}, GPU {g['gpu']}; {g['torch_threads']} torch threads;"
+            f" python {g['version_python']}, torch {g['version_torch']}, transformers"
+            f" {g['version_transformers']}, vllm {g['version_vllm']}, trl {g['version_trl']}"
+            f"{probe}; commit `{str(g['git_commit'])[:7]}`{dirty}; {g['date_utc']} UTC,"
+            f" {g['bench_seconds']} s; load average {g['load_avg_1min_start']} at start,"
+            f" {g['load_avg_1min_end']} at the end; other work on the machine: {g['other_work']}."
+        )
+    kept = []
+    if "cpu_model" in r:
+        kept.append(f"{r['cpu_model']}, {r['cpu_count']} cores, {r['cpu_capability']}")
+    if "torch_threads" in r:
+        kept.append(f"{r['torch_threads']} torch threads")
+    if "load_avg_1min_start" in r:
+        kept.append(
+            f"load average {r['load_avg_1min_start']} at start, {r['load_avg_1min_end']} at the end"
+        )
+    if "commit" in r:
+        kept.append(f"commit `{r['commit']}`")
+    line = f"**Run:** machine {OLD_FACTS}"
+    return line + (f"; the file keeps only: {'; '.join(kept)}." if kept else ".")
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def run_region(name: str) -> Callable[[Results], str]:
+    def render(res: Results) -> str:
+        return machine_line(res[name]) if name in res else absent(name)
+
+    return render
+
+
+def claim_line(r: dict, prefix: str) -> str:
+    """ "claim: **verdict**", as the results file stores them."""
+    stored = r.get(f"{prefix}_verdict", "no verdict recorded")
+    return f"{r.get(f'{prefix}_claim', 'claim not recorded')}: **{stored}**"
+
+
+# ---- pipeline ---------------------------------------------------------------------------------
+STAGES = {
+    "model": "model (GGUF → safetensors)",
+    "prepare": "prepare",
+    "rollout": "rollout (vLLM)",
+    "annotate": "annotate (OmegaPRM)",
+    "pairs": "pairs",
+    "train_rm": "train_rm",
+    "train_prm": "train_prm",
+    "rl": "rl (GRPO)",
+    "rollout_rl": "rollout_rl (the RL policy on eval)",
+    "eval": "eval (scores, best-of-N, beam search, report)",
+}
+DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
+
+
+def pipeline_table(res: Results) -> str:
+    if "pipeline" not in res:
+        return absent("pipeline")
+    r = res["pipeline"]
+    stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
+    order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
+    rows = [
+        ["install (`make install`: venv, pinned wheels, SmolLM2 package)", f(r["install_s"], 0)]
+    ]
+    rows += [[STAGES.get(s, s), f(r[f"stage_{s}_s"], 0)] for s in order]
+    for key, label in (("dvc_repro_s", "`dvc repro`"), ("make_demo_s", "`make demo`")):
+        rows.append([f"**{label}**", f"**{f(r[key], 0)} ({minutes(r[key])})**"])
+    return table(["step", "seconds"], rows)
+
+
+def pipeline_findings(res: Results) -> str:
+    if "pipeline" not in res:
+        return absent("pipeline")
+    r = res["pipeline"]
+    repro = r["dvc_repro_s"] / 60
+    out = [
+        f"- Target `dvc repro` ≤ {DEMO_TARGET_MIN} minutes: {_met(repro <= DEMO_TARGET_MIN)}"
+        f" ({f(repro, 1)} minutes).",
+        *_pipeline_eval(r),
+    ]
+    if "make_test_s" in r:
+        out.append(_pipeline_tests(r))
+    missing = [
+        label
+        for prefix, label in (
+            ("eval_policy_pass_at_", "pass@k beyond k = 1"),
+            ("train_prm_", "the PRM's held-out metrics"),
+            ("train_rm_", "the ORM's held-out metrics"),
+            ("eval_search_", "beam search"),
+        )
+        if not any(k.startswith(prefix) for k in r)
+    ]
+    if missing:
+        out.append(
+            f"- Not in this results file: {', '.join(missing)} (bench/pipeline.py records them"
+            " from its next run)."
+        )
+    with_ci = [k for k in r if f"{k}_ci95_lo" in r and k.startswith(("train_", "eval_"))]
+    rows = [[f"`{k}`", f(r[k]), ci(r[f"{k}_ci95_lo"], r[f"{k}_ci95_hi"])] for k in with_ci]
+    rows += [[f"`{k}`", f(r[k]), ""] for k in r if re.fullmatch(r"eval_policy_pass_at_\d+", k)]
+    if rows:
+        out += ["", "The run's metrics files:", "", table(["metric", "value", "95% CI"], rows)]
+    return "\n".join(out)
+
+
+def _pipeline_eval(r: dict) -> list[str]:
+    """Base pass@1, best-of-N by selection rule, and the RL difference with its verdict."""
+    rule = re.compile(r"best_of_(\d+)_(.+)")
+    bon = {m.group(2): (m.group(1), v) for k, v in r.items() if (m := rule.fullmatch(k))}
+    n = next(iter(bon.values()))[0]
+    out = [
+        f"- Eval (the run's `data/eval/metrics.json`): base pass@1 {f(r['eval_pass_at_1_base'])};"
+        f" selection at N = {n}: "
+        + ", ".join(
+            f"{'random sample' if name == 'pass@1' else f'`{name}`'} {f(v)}"
+            for name, (_, v) in sorted(bon.items(), key=lambda kv: -kv[1][1])
+        )
+        + " (no intervals recorded for these)."
+    ]
+    if "rl_minus_base_pass_at_1" in r:
+        out.append(
+            f"- RL: pass@1 {f(r['eval_pass_at_1_base'])} → {f(r['eval_pass_at_1_rl'])},"
+            f" {sf(r['rl_minus_base_pass_at_1'])}"
+            f" {ci(r['rl_minus_base_ci95_lo'], r['rl_minus_base_ci95_hi'], signed=True)};"
+            f" {claim_line(r, 'rl_minus_base')}."
+        )
+    return out
+
+
+def _pipeline_tests(r: dict) -> str:
+    """`make test`'s time, exit code and outcome counts, as far as the file holds them."""
+    kinds = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+    counts = ", ".join(f"{r[f'make_test_{k}']} {k}" for k in kinds if f"make_test_{k}" in r)
+    return (
+        f"- `make test` on the same clone right after: {f(r['make_test_s'], 0)} s"
+        f" ({f(r['make_test_s'] / 60, 1)} minutes)"
+        + (f", exit code {r['make_test_exit_code']}" if "make_test_exit_code" in r else "")
+        + (f"; {counts}" if counts else "; outcome counts not recorded")
+        + "."
+    )
+
+
+def pipeline_install_minutes(res: Results) -> str:
+    return f(res["pipeline"]["install_s"] / 60, 1)
+
+
+def pipeline_dvc_repro_minutes(res: Results) -> str:
+    return f(res["pipeline"]["dvc_repro_s"] / 60, 1)
+
+
+def pipeline_commit(res: Results) -> str:
+    return f"`{res['pipeline']['commit']}`"
+
+
+def pipeline_machine(res: Results) -> str:
+    r = res["pipeline"]
+    if r.get("machine_facts_version"):
+        return f"{r['cpu_model']}, {r['cpu_count']} cores, {r['gpu']} GPU"
+    return f"machine {OLD_FACTS}"
+
+
+# ---- rollout ----------------------------------------------------------------------------------
+VARIANTS = {  # key suffix at the top size -> (engine, label)
+    "compiled": ("vllm", "vLLM with torch.compile (`enforce_eager: false`)"),
+    "mp_engine": ("vllm", "vLLM multiprocess engine"),
+    "mp_engine_bind_all": ("vllm", "vLLM multiprocess engine, OMP bound to every core"),
+    "threads1": ("vllm", "vLLM on 1 thread"),
+    "bf16": ("vllm", "vLLM bfloat16"),
+    "compiled_bf16": ("vllm", "vLLM compiled, bfloat16"),
+    "hf_bf16": ("hf", "transformers bfloat16"),
+}
+
+
+def _sizes(r: dict) -> list[int]:
+    return sorted(int(m.group(1)) for k in r if (m := re.fullmatch(r"vllm_tokens_per_s_(\d+)", k)))
+
+
+def rollout_table(res: Results) -> str:
+    if "rollout" not in res:
+        return absent("rollout")
+    r = res["rollout"]
+    rows = [
+        [
+            str(n),
+            f(r[f"vllm_tokens_per_s_{n}"], 1),
+            f(r[f"hf_tokens_per_s_{n}"], 1),
+            f"**{f(r[f'ratio_vllm_over_hf_{n}'], 2)}×**",
+            f"{r[f'vllm_pct_of_limit_{n}']}%",
+            f"{r[f'hf_pct_of_limit_{n}']}%",
+            f"{r[f'peak_rss_mib_vllm_{n}']} / {r[f'peak_rss_mib_hf_{n}']}",
+        ]
+        for n in _sizes(r)
+    ]
+    header = [
+        "concurrent sequences",
+        "vLLM tokens/s",
+        "transformers tokens/s",
+        "vLLM / hf",
+        "vLLM % of limit",
+        "hf % of limit",
+        "peak RSS vLLM / hf (MiB)",
+    ]
+    return table(header, rows, right=0)
+
+
+def rollout_limit(res: Results) -> str:
+    if "rollout" not in res:
+        return absent("rollout")
+    r = res["rollout"]
+    drift = ""
+    if "matmul_gflops_fp32_m64_before" in r:
+        drift = (
+            f" The 64-row rate measured {r['matmul_gflops_fp32_m64_before']} GFLOP/s before the"
+            f" engines ran and {r['matmul_gflops_fp32_m64_after']} after, in the same run."
+        )
+    return (
+        f"**Compute limit.** {r['flops_per_token_mflop']} MFLOP per generated token (2 × every"
+        " matmul parameter, lm_head included, plus attention at the mean context) against the"
+        " best fp32 matmul rate measured with torch at the model's own shapes in the same run"
+        f" ({r['matmul_gflops_fp32_m1024']} GFLOP/s at 1024 rows, {r['matmul_gflops_fp32_m64']}"
+        f" at 64 rows): **{f(r['compute_limit_tokens_per_s'], 0)} tokens/s**"
+        f" ({f(r['compute_limit_m64_tokens_per_s'], 0)} at the 64-row rate).{drift}"
+    )
+
+
+def rollout_variants(res: Results) -> str:
+    if "rollout" not in res:
+        return absent("rollout")
+    r = res["rollout"]
+    top = max(_sizes(r))
+    default, hf = r[f"vllm_tokens_per_s_{top}"], r[f"hf_tokens_per_s_{top}"]
+    rows = [
+        [
+            f"vLLM default (eager, in-process engine, float32, {r.get('torch_threads', '?')}"
+            " threads)",
+            f(default, 1),
+            f"{r[f'vllm_pct_of_limit_{top}']}%",
+            "1.00×",
+        ]
+    ]
+    not_run = []
+    for name, (engine, label) in VARIANTS.items():
+        key = f"{engine}_tokens_per_s_{top}_{name.removeprefix(f'{engine}_')}"
+        if key in r:
+            ref, of = (default, "") if engine == "vllm" else (hf, " (of hf fp32)")
+            pct_key = key.replace("tokens_per_s", "pct_of_limit")
+            rows.append([label, f(r[key], 1), f"{r[pct_key]}%", f"{f(r[key] / ref, 2)}×{of}"])
+        elif f"{key}_timed_out_after_s" in r:
+            rows.append([label, f"timed out after {f(r[f'{key}_timed_out_after_s'], 0)} s", "", ""])
+        else:
+            not_run.append(f"`{name}`")
+    out = table(["variant", "tokens/s", "% of limit", "vs default vLLM"], rows)
+    if not_run:
+        out += f"\n\nNot run in this results file: {', '.join(not_run)}."
+    return out
+
+
+def rollout_targets(res: Results) -> str:
+    if "rollout" not in res:
+        return absent("rollout")
+    r = res["rollout"]
+    top, low = max(_sizes(r)), min(_sizes(r))
+    pct_v, pct_h = r[f"vllm_pct_of_limit_{top}"], r[f"hf_pct_of_limit_{top}"]
+    ratio = r[f"ratio_vllm_over_hf_{top}"]
+    compiled = r.get(f"vllm_pct_of_limit_{top}_compiled")
+    out = [
+        f"- ≥ 40% of the compute limit at {top} sequences: {_met(pct_v >= 40)} ({pct_v}%"
+        + (f"; {compiled}% compiled)." if compiled else ")."),
+        f"- vLLM ≥ 2× transformers at {top} sequences: "
+        f"{_met(ratio >= 2)} ({f(ratio, 2)}×); 2× would need vLLM at"
+        f" {f(2 * pct_h, 1)}% of the limit (twice transformers' {pct_h}%).",
+        f"- vLLM's lead over transformers: {f(r[f'ratio_vllm_over_hf_{low}'], 2)}× at {low}"
+        f" sequences, {f(ratio, 2)}× at {top}.",
+    ]
+    default = r[f"vllm_tokens_per_s_{top}"]
+    if f"vllm_tokens_per_s_{top}_compiled" in r:
+        out.append(
+            f"- torch.compile: {f(r[f'vllm_tokens_per_s_{top}_compiled'] / default, 2)}× the"
+            " eager engine."
+        )
+    if f"vllm_tokens_per_s_{top}_bf16" in r:
+        out.append(
+            f"- bfloat16: {rollout_bf16_slowdown(res)}× slower than float32 on vLLM"
+            + (
+                f", {f(r[f'hf_tokens_per_s_{top}'] / r[f'hf_tokens_per_s_{top}_bf16'], 1)}×"
+                " on transformers"
+                if f"hf_tokens_per_s_{top}_bf16" in r
+                else ""
+            )
+            + f" (CPU capability {r.get('cpu_capability', 'not recorded')})."
+        )
+    return "\n".join(out)
+
+
+def rollout_bf16_slowdown(res: Results) -> str:
+    r = res["rollout"]
+    top = max(_sizes(r))
+    return f(r[f"vllm_tokens_per_s_{top}"] / r[f"vllm_tokens_per_s_{top}_bf16"], 1)
+
+
+def rollout_cpu_capability(res: Results) -> str:
+    return res["rollout"].get("cpu_capability", "not recorded")
+
+
+# ---- annotate ---------------------------------------------------------------------------------
+def annotate_cost(res: Results) -> str:
+    if "annotate" not in res:
+        return absent("annotate")
+    r = res["annotate"]
+    setup = (
+        f"{r['rollouts']} rollouts"
+        + (f" ({r['problems']} problems × {r['rollouts_per_problem']})" if "problems" in r else "")
+        + f", {pct(r['rollout_correct_fraction'])} correct; k = {r['k']}, k_first = {r['k_first']}."
+    )
+    rows = [
+        ["generated tokens", f"{r['mc_tokens']:,}", f"{r['omegaprm_tokens']:,}"],
+        [
+            "tokens per rollout",
+            f(r["mc_tokens_per_rollout"], 1),
+            f(r["omegaprm_tokens_per_rollout"], 1),
+        ],
+        [
+            "wall seconds per rollout",
+            f(r["mc_seconds_per_rollout"], 2),
+            f(r["omegaprm_seconds_per_rollout"], 2),
+        ],
+        [
+            "tokens per sampled step label",
+            f(r["mc_tokens_per_sampled_step"], 1),
+            f(r["omegaprm_tokens_per_sampled_step"], 1),
+        ],
+    ]
+    for unit, label in (("labelled_rollout", "rollout given step labels"),
+                        ("first_error", "first-error decision")):  # fmt: skip
+        for what, digits in (("tokens", 1), ("seconds", 2)):
+            keys = [f"{m}_{what}_per_{unit}" for m in ("mc", "omegaprm")]
+            if all(r.get(k) is not None for k in keys):
+                rows.append([f"{what} per {label}"] + [f(r[k], digits) for k in keys])
+            else:
+                rows.append([f"{what} per {label}", "not recorded", "not recorded"])
+    ratio, agree = r["ratio_tokens_omegaprm_over_mc"], r["first_error_agreement"]
+    wall = r["omegaprm_seconds_per_rollout"] / r["mc_seconds_per_rollout"]
+    rate = {
+        m: r[f"{m}_tokens_per_rollout"] / r[f"{m}_seconds_per_rollout"] for m in ("mc", "omegaprm")
+    }
+    notes = [
+        f"- OmegaPRM / MC tokens: **{f(ratio)}** (target ≤ 1/3: {_met(ratio <= 1 / 3)}).",
+        f"- Same first wrong step on the rollouts both searched: **{pct(agree)}** of"
+        f" {r['searched_rollouts_both']} (target ≥ 90%:"
+        f" {_met(agree >= 0.9)}).",
+        f"- {r['omegaprm_too_hard_rollouts']} of the {r['incorrect_rollouts']} incorrect rollouts"
+        " were `too_hard` for OmegaPRM.",
+        f"- OmegaPRM / MC wall time: {f(wall, 2)}× against {f(ratio, 2)}× in tokens; engine"
+        f" throughput {f(rate['omegaprm'], 0)} tokens/s for OmegaPRM against"
+        f" {f(rate['mc'], 0)} for MC.",
+    ]
+    return (
+        setup
+        + "\n\n"
+        + table(["", "mc (Math-Shepherd)", "omegaprm"], rows)
+        + "\n\n"
+        + ("\n".join(notes))
+    )
+
+
+def annotate_cache(res: Results) -> str:
+    if "annotate" not in res:
+        return absent("annotate")
+    r = res["annotate"]
+    same = r["mc_tokens"] == r["mc_tokens_prefix_cache_off"]
+    tokens = (
+        f"identical work: {r['mc_tokens']:,} tokens both ways"
+        if same
+        else f"{r['mc_tokens']:,} tokens with the cache, {r['mc_tokens_prefix_cache_off']:,}"
+        " without"
+    )
+    return (
+        "**Prefix caching.** The same `mc` run with vLLM's prefix cache off:"
+        f" {f(r['mc_seconds_prefix_cache_off'], 1)} s against"
+        f" {f(r['mc_seconds_prefix_cache_on'], 1)} s on,"
+        f" **{f(r['ratio_seconds_cache_off_over_on'], 2)}×** slower ({tokens})."
+    )
+
+
+def annotate_processbench(res: Results) -> str:
+    if "annotate" not in res or "processbench_solutions" not in res["annotate"]:
+        return "*ProcessBench: not run in `bench/results/annotate.json`.*"
+    r = res["annotate"]
+    n = r["processbench_solutions"]
+    length = got(r, "processbench_max_new_tokens", lambda t: f"at most {t} tokens")
+    setup = (
+        f"{n} solutions ({n - n // 2} with a human first-error index, {n // 2} judged correct),"
+        f" k = {r['k']}, completion length {length}."
+    )
+    rows = []
+    for m in ("mc", "omegaprm"):
+        p = f"processbench_{m}_"
+        cells = [
+            f"{f(r[p + k])} {ci(r[p + k + '_ci95_lo'], r[p + k + '_ci95_hi'])}"
+            for k in ("acc_erroneous", "acc_correct", "f1")
+        ]
+        cells[2] = "**" + cells[2].replace(" [", "** [", 1)
+        rows.append([m, *cells, f"{r[p + 'tokens']:,}", f(r[p + "seconds"], 1)])
+    header = [
+        "",
+        "acc. erroneous [95% CI]",
+        "acc. correct [95% CI]",
+        "ProcessBench F1 [95% CI]",
+        "tokens",
+        "seconds",
+    ]
+    tail = f"{r['processbench_omegaprm_too_hard']} of the {n} solutions were `too_hard` for"
+    tail += " OmegaPRM."
+    return setup + "\n\n" + table(header, rows) + "\n\n" + tail
+
+
+# ---- train ------------------------------------------------------------------------------------
+TRAIN_TARGET = 1.5  # rwpipe / TRL real tokens/s
+
+
+def train_table(res: Results) -> str:
+    if "train" not in res:
+        return absent("train")
+    r = res["train"]
+    setup = (
+        f"{r['solutions']} solutions, batch {r['batch_size']}, epochs {r['epochs']}:"
+        f" {r['rwpipe_steps']} optimizer steps for rwpipe, {r['trl_steps']} for TRL."
+    )
+    rows = [
+        ["real tokens", f"{r['rwpipe_real_tokens']:,}", f"{r['trl_real_tokens']:,}"],
+        ["training seconds", f(r["rwpipe_seconds"], 1), f(r["trl_seconds"], 1)],
+        [
+            "real tokens/s",
+            f"**{f(r['rwpipe_real_tokens_per_s'], 1)}**",
+            f(r["trl_real_tokens_per_s"], 1),
+        ],
+        ["peak RSS (MiB)", f"{r['rwpipe_peak_rss_mib']:,}", f"{r['trl_peak_rss_mib']:,}"],
+        [
+            "loss, first → last step",
+            f"{f(r['rwpipe_first_loss'])} → {f(r['rwpipe_last_loss'])}",
+            f"{f(r['trl_first_loss'])} → {f(r['trl_last_loss'])}",
+        ],
+    ]
+    ratio = r["ratio_tokens_per_s_rwpipe_over_trl"]
+    notes = [
+        f"- Throughput: **{f(ratio, 2)}×** TRL's (target ≥ {TRAIN_TARGET}×:"
+        f" {'met' if ratio >= TRAIN_TARGET else '**not met**'}).",
+        f"- Peak RSS: {f(r['rwpipe_peak_rss_mib'] / r['trl_peak_rss_mib'], 2)}× TRL's.",
+    ]
+    return (
+        setup + "\n\n" + table(["", "rwpipe", "TRL PRMTrainer"], rows) + "\n\n" + "\n".join(notes)
+    )
+
+
+# ---- judge probe ------------------------------------------------------------------------------
+def _keys(r: dict) -> list[str]:
+    pre = "boxed_judge_fp_"
+    return [k[len(pre) :] for k in r if k.startswith(pre) and k != pre + "mean"]
+
+
+def judge_probe_table(res: Results) -> str:
+    if "judge_probe" not in res:
+        return absent("judge_probe")
+    r = res["judge_probe"]
+    rows = [
+        [
+            f"`{key}`",
+            f"{f(r[f'boxed_judge_fp_{key}'])} / {f(r[f'boxed_judge_abstained_{key}'])}",
+            f"{f(r[f'boxed_or_sentence_judge_fp_{key}'])} /"
+            f" {f(r[f'boxed_or_sentence_judge_abstained_{key}'])}",
+            "—",
+        ]
+        for key in _keys(r)
+    ]
+    rows.append(
+        [
+            "**mean**",
+            f"**{f(r['boxed_judge_fp_mean'])}** / {f(r['boxed_judge_abstained_mean'])}",
+            f"**{f(r['boxed_or_sentence_judge_fp_mean'])}** /"
+            f" {f(r['boxed_or_sentence_judge_abstained_mean'])}",
+            f"**{f(r['rule_fp_mean'])}**",
+        ]
+    )
+    header = [
+        "master key",
+        "judge FP / abstained, `boxed`",
+        "judge FP / abstained, `boxed_or_sentence`",
+        "rule verifier FP",
+    ]
+    return table(header, rows)
+
+
+def judge_probe_notes(res: Results) -> str:
+    if "judge_probe" not in res:
+        return absent("judge_probe")
+    r = res["judge_probe"]
+    items = r["problems"] * len(_keys(r))
+    fooled = sorted(_keys(r), key=lambda k: -r[f"boxed_or_sentence_judge_fp_{k}"])
+    worst = ", ".join(
+        f"`{k}` {pct(r[f'boxed_or_sentence_judge_fp_{k}'], 0)}"
+        for k in fooled
+        if r[f"boxed_or_sentence_judge_fp_{k}"] > 0
+    )
+    seconds = "; ".join(
+        f"`{p}` {minutes(r[f'{p}_probe_seconds'])}"
+        for p in ("boxed", "boxed_or_sentence")
+        if f"{p}_probe_seconds" in r
+    )
+    return "\n".join(
+        [
+            f"- {r['problems']} problems × {len(_keys(r))} keys = {items} items per parser.",
+            f"- `boxed`: false-positive rate {f(r['boxed_judge_fp_mean'])}, abstained on"
+            f" {pct(r['boxed_judge_abstained_mean'])} of the items.",
+            "- `boxed_or_sentence`: judges"
+            f" {pct(1 - r['boxed_or_sentence_judge_abstained_mean'])} of the items; mean"
+            f" false-positive rate {pct(r['boxed_or_sentence_judge_fp_mean'])} over keys; per"
+            f" key, most fooled first: {worst}.",
+            f"- Rule verifier: {round(r['rule_fp_mean'] * items)} of {items} accepted.",
+            f"- `max_new_tokens`: {r['boxed_max_new_tokens']} (`boxed`),"
+            f" {r['boxed_or_sentence_max_new_tokens']} (`boxed_or_sentence`).",
+            f"- Wall time: {seconds or 'not recorded (the probe outputs predate the timing)'}.",
+        ]
+    )
+
+
+def judge_probe_boxed_abstained(res: Results) -> str:
+    return pct(res["judge_probe"]["boxed_judge_abstained_mean"], 0)
+
+
+# ---- rl ---------------------------------------------------------------------------------------
+def _delta(r: dict, v: str) -> str:
+    return (
+        f"{sf(r[f'{v}_delta'])} {ci(r[f'{v}_delta_ci95_lo'], r[f'{v}_delta_ci95_hi'], signed=True)}"
+    )
+
+
+def _first_last(r: dict, key: str, digits: int = 3) -> str:
+    a, b = r.get(f"{key}_first"), r.get(f"{key}_last")
+    return "not recorded" if a is None or b is None else f"{f(a, digits)} → {f(b, digits)}"
+
+
+def rl_table(res: Results) -> str:
+    if "rl" not in res or "grpo_delta" not in res["rl"]:
+        return absent("rl")
+    r = res["rl"]
+    rows = [
+        ["eval pass@1", f(r["grpo_pass_at_1_base"]), f"**{f(r['grpo_pass_at_1_rl'])}**"],
+        [
+            "mean completion tokens",
+            f(r["grpo_mean_tokens_base"], 1),
+            f(r["grpo_mean_tokens_rl"], 1),
+        ],
+    ]
+    return table(["", "base", f"after {r['grpo_rl_steps']} GRPO steps"], rows)
+
+
+def rl_notes(res: Results) -> str:
+    if "rl" not in res or "grpo_delta" not in res["rl"]:
+        return absent("rl")
+    r = res["rl"]
+    steps = r["grpo_train_steps"]
+    gen = r["grpo_train_generate_fraction"]
+    shorter = 1 - r["grpo_mean_tokens_rl"] / r["grpo_mean_tokens_base"]
+    return "\n".join(
+        [
+            f"- RL − base pass@1: **{_delta(r, 'grpo')}** (paired over {r['grpo_problems']}"
+            f" problems, {r['eval_samples_per_problem']} samples each); {claim_line(r, 'grpo')}.",
+            f"- Completions {pct(shorter, 0)} shorter; policy entropy"
+            f" {_first_last(r, 'grpo_train_entropy', 2)} nats per token (first → last steps).",
+            f"- Wall time: {f(r['grpo_rl_seconds'], 0)} s for the {r['grpo_rl_steps']} steps"
+            f" ({f(r['grpo_train_seconds'] / steps, 0)} s a step: {pct(gen, 0)} generation on"
+            f" vLLM, {pct(1 - gen, 0)} the update on {r['prompts_per_step'] * r['group_size']}"
+            " sequences);"
+            f" {got(r, 'base_rollout_s', lambda s: f(s, 0) + ' s')} for the base eval rollout.",
+            f"- Training batches' accuracy (first → last steps):"
+            f" {_first_last(r, 'grpo_train_accuracy')}.",
+        ]
+    )
+
+
+CREDITS = ("sum", "clip", "min_form", "delta")
+
+
+def _credit_variants(r: dict) -> dict[str, str]:
+    """credit -> variant name, from each variant's recorded credit or its spec."""
+    out = {}
+    for key, spec in r.items():
+        if key.endswith("_spec"):
+            v = key[: -len("_spec")]
+            m = re.search(r"credit=(\w+)", spec)
+            out[r.get(f"{v}_credit") or (m.group(1) if m else "default")] = v
+    return out
+
+
+def rl_prm_table(res: Results) -> str:
+    if "rl_prm" not in res:
+        return absent("rl_prm")
+    r = res["rl_prm"]
+    variants = _credit_variants(r)
+    if not variants:
+        return "*No variant in `bench/results/rl_prm.json`.*"
+    first = next(iter(variants.values()))
+    header = [
+        "credit",
+        f"eval pass@1 (base {f(r[f'{first}_pass_at_1_base'])})",
+        "RL − base [95% CI]",
+        "verdict",
+        f"eval tokens (base {f(r[f'{first}_mean_tokens_base'], 1)})",
+        "steps per solution",
+        "PRM step score",
+        "training-batch accuracy",
+    ]
+    rows = []
+    for credit in [*CREDITS, *(c for c in variants if c not in CREDITS)]:
+        v = variants.get(credit)
+        if v is None:
+            rows.append([f"`{credit}`", "not run", "", "", "", "", "", ""])
+            continue
+        t = f"{v}_train"
+        rows.append(
+            [
+                f"`{credit}`"
+                + (
+                    f" (η {r[f'{v}_clip_eta']})"
+                    if credit == "clip" and r.get(f"{v}_clip_eta") is not None
+                    else ""
+                ),
+                f(r[f"{v}_pass_at_1_rl"]),
+                _delta(r, v),
+                r.get(f"{v}_verdict", "not recorded"),
+                f(r[f"{v}_mean_tokens_rl"], 1),
+                _first_last(r, f"{t}_steps_per_solution", 2),
+                _first_last(r, f"{t}_prm_step_score"),
+                _first_last(r, f"{t}_accuracy"),
+            ]
+        )
+    return table(header, rows)
+
+
+def rl_prm_notes(res: Results) -> str:
+    if "rl_prm" not in res:
+        return absent("rl_prm")
+    r = res["rl_prm"]
+    variants = _credit_variants(r)
+    if not variants:
+        return "*No variant in `bench/results/rl_prm.json`.*"
+    out = [f'- Verdicts are on "{r[f"{next(iter(variants.values()))}_claim"]}".']
+    order = [*(c for c in CREDITS if c in variants), *(c for c in variants if c not in CREDITS)]
+    for credit in order:
+        v = variants[credit]
+        t = f"{v}_train"
+        curves = (("steps_per_solution", "steps per solution"), ("prm_step_score", "PRM score"))
+        missing = [label for key, label in curves if f"{t}_{key}_first" not in r]
+        out.append(
+            f"- `{credit}`: training completions {_first_last(r, f'{t}_length', 1)} tokens (limit"
+            f" {r['max_new_tokens']}), eval mean {f(r[f'{v}_mean_tokens_rl'], 1)};"
+            f" {f(r[f'{v}_rl_seconds'], 0)} s for {r[f'{v}_rl_steps']} steps"
+            + (
+                f"; {' and '.join(missing)} not recorded (the run predates those curves)"
+                if missing
+                else ""
+            )
+            + "."
+        )
+    not_run = [f"`{c}`" for c in CREDITS if c not in variants]
+    if not_run:
+        out.append(f"- Not run in this results file: {', '.join(not_run)}.")
+    return "\n".join(out)
+
+
+# ---- the regions ---------------------------------------------------------------
+REGIONS: dict[str, Callable[[Results], str]] = {
+    "pipeline_run": run_region("pipeline"),
+    "pipeline_table": pipeline_table,
+    "pipeline_findings": pipeline_findings,
+    "pipeline.install_minutes": pipeline_install_minutes,
+    "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
+    "pipeline.commit": pipeline_commit,
+    "pipeline.machine": pipeline_machine,
+    "rollout_run": run_region("rollout"),
+    "rollout_table": rollout_table,
+    "rollout_limit": rollout_limit,
+    "rollout_variants": rollout_variants,
+    "rollout_targets": rollout_targets,
+    "rollout.bf16_slowdown": rollout_bf16_slowdown,
+    "rollout.cpu_capability": rollout_cpu_capability,
+    "annotate_run": run_region("annotate"),
+    "annotate_cost": annotate_cost,
+    "annotate_cache": annotate_cache,
+    "annotate_processbench": annotate_processbench,
+    "train_run": run_region("train"),
+    "train_table": train_table,
+    "judge_probe_run": run_region("judge_probe"),
+    "judge_probe_table": judge_probe_table,
+    "judge_probe_notes": judge_probe_notes,
+    "judge_probe.boxed_abstained": judge_probe_boxed_abstained,
+    "rl_run": run_region("rl"),
+    "rl_table": rl_table,
+    "rl_notes": rl_notes,
+    "rl_prm_run": run_region("rl_prm"),
+    "rl_prm_table": rl_prm_table,
+    "rl_prm_notes": rl_prm_notes,
+}

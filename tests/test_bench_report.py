@@ -1,0 +1,219 @@
+"""bench/report.py: BENCHMARKS.md and README.md's measured figures are what bench/results holds,
+and every bench records its machine through bench/machine.py.
+
+    .venv/bin/python -m pytest tests/test_bench_report.py
+"""
+
+import importlib
+import importlib.metadata
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """bench/machine.py, report.py, report_sections.py and pipeline.py, imported as the scripts
+    import each other (bench/ on the path)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield {
+            name: importlib.import_module(name)
+            for name in ("machine", "report", "report_sections", "pipeline")
+        }
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _report(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "report.py"), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def copy(tmp_path) -> Path:
+    """The two documents and the results files, in a scratch root."""
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    for doc in ("BENCHMARKS.md", "README.md"):
+        shutil.copy(ROOT / doc, tmp_path / doc)
+    for path in RESULTS.glob("*.json"):
+        shutil.copy(path, tmp_path / "bench" / "results" / path.name)
+    return tmp_path
+
+
+def _edit(path: Path, change) -> None:
+    path.write_text(json.dumps(change(json.loads(path.read_text())), indent=2) + "\n")
+
+
+def test_committed_docs_match_the_results():
+    result = _report(ROOT, "--check")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_a_changed_result_fails_the_check_with_a_diff_and_regenerates(copy):
+    _edit(copy / "bench/results/rl.json", lambda r: r | {"grpo_pass_at_1_rl": 0.4123})
+    result = _report(copy, "--check")
+    assert result.returncode == 1
+    assert "-| eval pass@1 | 0.227 | **0.367** |" in result.stdout
+    assert "+| eval pass@1 | 0.227 | **0.412** |" in result.stdout
+    assert _report(copy).returncode == 0  # writes
+    assert "| eval pass@1 | 0.227 | **0.412** |" in (copy / "BENCHMARKS.md").read_text()
+    assert _report(copy, "--check").returncode == 0
+
+
+def test_readme_inline_figures_follow_the_results(copy):
+    _edit(copy / "bench/results/pipeline.json", lambda r: r | {"dvc_repro_s": 1500.0})
+    assert _report(copy, "--check").returncode == 1
+    _report(copy)
+    readme = (copy / "README.md").read_text()
+    assert "<!-- bench:pipeline.dvc_repro_minutes -->25.0<!-- /bench -->" in readme
+    assert (
+        "Target `dvc repro` ≤ 30 minutes: met (25.0 minutes)"
+        in (copy / "BENCHMARKS.md").read_text()
+    )
+
+
+@pytest.mark.parametrize(
+    ("added", "message"),
+    [
+        ("Today vLLM ran at 123.3 tokens/s.", "figure '123.3' outside a region"),
+        ("It was 1.25× faster.", "figure '1.25×' outside a region"),
+        ("Trained on 8911 real tokens.", "integer 8911 (a results value)"),
+        ("| `min_form` | MINFORM_ROW |", "placeholder 'MINFORM_ROW'"),
+    ],
+)
+def test_hand_typed_figures_and_placeholders_fail(copy, added, message):
+    doc = copy / "BENCHMARKS.md"
+    doc.write_text(doc.read_text() + f"\n{added}\n")
+    result = _report(copy, "--check")
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+def test_an_inline_region_may_not_start_a_line(copy):
+    doc = copy / "README.md"
+    text = doc.read_text().replace(
+        "abstains\non <!-- bench:judge_probe", "abstains on\n<!-- bench:judge_probe"
+    )
+    assert text != doc.read_text()
+    doc.write_text(text)
+    result = _report(copy, "--check")
+    assert result.returncode == 1
+    assert "inline region 'judge_probe.boxed_abstained' starts a line" in result.stderr
+
+
+def test_a_stored_verdict_must_match_its_interval(copy):
+    _edit(copy / "bench/results/rl_prm.json", lambda r: r | {"prm_clip_verdict": "shown"})
+    result = _report(copy, "--check")
+    assert result.returncode == 1
+    assert "prm_clip_verdict is 'shown', its interval gives 'not shown at this size'" in (
+        result.stderr
+    )
+
+
+def test_verdict_reads_the_interval(bench):
+    verdict = bench["machine"].verdict
+    assert verdict(0.056, 0.225) == "shown"
+    assert verdict(-0.186, -0.048) == "contradicted"
+    assert verdict(-0.140, 0.015) == "not shown at this size"
+    assert verdict(0.0, 0.2) == "not shown at this size"  # an interval touching 0 covers it
+
+
+def test_credits_not_in_the_results_are_rows_that_say_not_run(bench):
+    sections = bench["report_sections"]
+    res = bench["report"].load(RESULTS)
+    rows = sections.rl_prm_table(res).splitlines()
+    assert "| `min_form` | not run |" in "\n".join(rows)
+    assert "| `delta` | not run |" in "\n".join(rows)
+    # The sum run predates the step-count and PRM-score curves: said, not filled in.
+    (sum_row,) = [row for row in rows if row.startswith("| `sum`")]
+    assert sum_row.count("not recorded") == 2
+    dropped = res | {"rl_prm": {k: v for k, v in res["rl_prm"].items() if "clip" not in k}}
+    assert "| `clip` | not run |" in sections.rl_prm_table(dropped)
+    assert "*Not run: `bench/results/rl_prm.json` is absent.*" in sections.rl_prm_table(
+        {k: v for k, v in res.items() if k != "rl_prm"}
+    )
+
+
+def test_results_without_machine_facts_are_marked_as_such(bench):
+    sections = bench["report_sections"]
+    res = bench["report"].load(RESULTS)
+    for name in ("pipeline", "rollout", "annotate", "train", "judge_probe", "rl", "rl_prm"):
+        assert "machine_facts_version" not in res[name]  # all recorded before bench/machine.py
+        line = sections.machine_line(res[name])
+        assert "recorded before machine facts were kept" in line
+    assert "AMD EPYC, 2 cores, AVX2" in sections.machine_line(res["rollout"])
+
+
+def test_write_results_records_the_machine(bench, tmp_path):
+    machine = bench["machine"]
+    started = machine.start("none")
+    path = tmp_path / "x.json"
+    machine.write_results(path, {"tokens_per_s": 12.5}, started)
+    got = json.loads(path.read_text())
+    flags = next(
+        set(line.split(":", 1)[1].split())
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("flags")
+    )
+    import torch
+
+    assert got["tokens_per_s"] == 12.5
+    assert got["machine_facts_version"] == machine.FACTS_VERSION
+    assert got["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert got["cpu_avx512_bf16"] == ("avx512_bf16" in flags)
+    assert got["cpu_amx_bf16"] == ("amx_bf16" in flags)
+    assert got["torch_threads"] == torch.get_num_threads()
+    assert got["version_torch"] == importlib.metadata.version("torch")
+    assert got["version_transformers"] == importlib.metadata.version("transformers")
+    assert re.fullmatch(r"[0-9a-f]{40}", got["git_commit"])
+    assert isinstance(got["load_avg_1min_start"], float)
+    assert isinstance(got["load_avg_1min_end"], float)
+    assert got["other_work"] == "none"
+    assert not any(k.startswith("_") for k in got)
+    line = bench["report_sections"].machine_line(got)
+    assert got["cpu_capability"] in line and f"torch {got['version_torch']}" in line
+    assert "recorded before" not in line
+
+
+def test_every_bench_script_writes_its_results_through_machine():
+    scripts = [p for p in BENCH.glob("*.py") if p.stem not in ("machine", "report")]
+    scripts = [p for p in scripts if not p.stem.startswith("report_")]
+    assert {p.stem for p in scripts} >= {"annotate", "judge_probe", "pipeline", "rl", "rollout"}
+    for path in scripts:
+        source = path.read_text()
+        assert "machine.write_results(" in source, path.name
+        assert "machine.add_arguments(" in source, path.name
+        assert "machine.start(" in source, path.name
+        assert not re.search(r"\.write_text\(json\.dumps", source), path.name
+
+
+def test_pipeline_reads_make_tests_summary_and_flattens_metrics(bench):
+    pipeline = bench["pipeline"]
+    summary = "= 393 passed, 3 skipped, 1 xfailed, 2 errors in 2081.12s (0:34:41) ="
+    lines = [(1.0, "tests/test_x.py ...."), (2.0, summary), (2.1, "make: *** [test] Error 1")]
+    assert pipeline.pytest_counts(lines) == {
+        "make_test_passed": 393,
+        "make_test_skipped": 3,
+        "make_test_xfailed": 1,
+        "make_test_error": 2,
+        "make_test_pytest_s": 2081.12,
+    }
+    metrics = {"policy": {"pass@4": 0.40625, "problems": 32}, "curves": [1, 2], "ok": True}
+    assert pipeline.flatten(metrics, "eval") == {
+        "eval_policy_pass_at_4": 0.4062,
+        "eval_policy_problems": 32,
+        "eval_ok": True,
+    }
