@@ -460,9 +460,16 @@ def annotate_cache(res: Results) -> str:
 
 
 def annotate_processbench(res: Results) -> str:
-    if "annotate" not in res or "processbench_solutions" not in res["annotate"]:
+    # the labelling-cost run may skip ProcessBench (--processbench 0); an earlier run's figures
+    # are then kept in annotate_processbench.json, with that run's own machine line
+    name = next((n for n in ("annotate", "annotate_processbench")
+                 if "processbench_solutions" in res.get(n, {})), None)  # fmt: skip
+    if name is None:
         return "*ProcessBench: not run in `bench/results/annotate.json`.*"
-    r = res["annotate"]
+    r = res[name]
+    source = (
+        "" if name == "annotate" else f"From `bench/results/{name}.json`. {machine_line(r)}\n\n"
+    )
     n = r["processbench_solutions"]
     length = got(r, "processbench_max_new_tokens", lambda t: f"at most {t} tokens")
     setup = (
@@ -488,7 +495,7 @@ def annotate_processbench(res: Results) -> str:
     ]
     tail = f"{r['processbench_omegaprm_too_hard']} of the {n} solutions were `too_hard` for"
     tail += " OmegaPRM."
-    return setup + "\n\n" + table(header, rows) + "\n\n" + tail
+    return source + setup + "\n\n" + table(header, rows) + "\n\n" + tail
 
 
 # ---- train ------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def run_rollout(
     *,
     seed: int,
     store: ShardStore,
-    steps: StepRule,
+    steps: StepRule | None = None,
 ) -> tuple[int, dict]:
     """Sample, split and verify every problem, shard by shard, into `store`.
 
@@ -133,13 +133,13 @@ def run_rollout(
         cfg: the rollout section.
         seed: the base seed; shard i samples with `stable_seed(seed, "rollout", i)`.
         store: where finished shards go; shards already there are skipped.
-        steps: the step rule.
+        steps: the step rule (default: a blank line ends a step).
 
     Returns:
         The number of shards and the run summary (rows, tokens, seconds, tokens/s), summed over
         the shards of this run and the resumed ones.
     """
-    selected = problems
+    selected, steps = problems, steps or StepRule()
     size = cfg.shard_size
     num_shards = -(-selected.num_rows // size)
     done = store.done()
