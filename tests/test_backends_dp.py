@@ -102,10 +102,24 @@ def test_hf_replicas_equal_one_engine_and_take_new_weights(tiny_dir) -> None:
 
 @pytest.mark.slow
 def test_vllm_replicas_equal_one_engine_and_take_new_weights(tiny_dir) -> None:
-    """Two in-process vLLM CPU engines in worker processes against one in this process.
-    Batch shapes differ (3 + 2 prompts vs 5), so logprobs agree to rounding."""
+    """Two in-process vLLM CPU engines in worker processes against one engine. The check runs
+    in a child process: closing an in-process vLLM engine tears down vLLM's global parallel
+    state, which would break the session's shared engine (tests/conftest.py)."""
     if not is_vllm_available():
         pytest.skip("vllm is not installed")
+    import multiprocessing
+
+    child = multiprocessing.get_context("spawn").Process(target=_vllm_check, args=(tiny_dir,))
+    child.start()
+    child.join(timeout=1200)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the vLLM replica check did not finish in 20 minutes")
+    assert child.exitcode == 0, "the vLLM replica check failed (its traceback is above)"
+
+
+def _vllm_check(tiny_dir) -> None:
+    """Batch shapes differ (3 + 2 prompts vs 5), so logprobs agree to rounding."""
     small = VLLMConfig(data_parallel_size=2, kv_cache_gib=1, max_model_len=512)
     engine = GenerationConfig(backend="vllm", vllm=small)
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=3)
