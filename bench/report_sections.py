@@ -676,13 +676,20 @@ def _credit_variants(r: dict) -> dict[str, str]:
     return out
 
 
-def rl_prm_table(res: Results) -> str:
+def _rl_prm(res: Results) -> tuple[dict, dict[str, str]] | str:
+    """rl_prm.json and its variants by credit rule, or the text that says why there are none."""
     if "rl_prm" not in res:
         return absent("rl_prm")
     r = res["rl_prm"]
     variants = _credit_variants(r)
-    if not variants:
-        return "*No variant in `bench/results/rl_prm.json`.*"
+    return (r, variants) if variants else "*No variant in `bench/results/rl_prm.json`.*"
+
+
+def rl_prm_table(res: Results) -> str:
+    got = _rl_prm(res)
+    if isinstance(got, str):
+        return got
+    r, variants = got
     first = next(iter(variants.values()))
     header = [
         "credit",
@@ -722,12 +729,10 @@ def rl_prm_table(res: Results) -> str:
 
 
 def rl_prm_notes(res: Results) -> str:
-    if "rl_prm" not in res:
-        return absent("rl_prm")
-    r = res["rl_prm"]
-    variants = _credit_variants(r)
-    if not variants:
-        return "*No variant in `bench/results/rl_prm.json`.*"
+    got = _rl_prm(res)
+    if isinstance(got, str):
+        return got
+    r, variants = got
     out = [f'- Verdicts are on "{r[f"{next(iter(variants.values()))}_claim"]}".']
     order = [*(c for c in CREDITS if c in variants), *(c for c in variants if c not in CREDITS)]
     for credit in order:

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rwpipe.errors import ArtifactError
+from rwpipe.errors import ArtifactError, InputError
 from rwpipe.schemas import SCHEMA_VERSION, SPECS, SUPPORTED_VERSIONS, ArtifactSpec
 
 META_ARTIFACT = b"rwpipe.artifact"
@@ -306,6 +306,16 @@ class ShardStore:
         table = write_artifact(table, self.out, self.name, **write_kwargs)
         shutil.rmtree(self.dir, ignore_errors=True)
         return table
+
+
+def check_model_dir(path: str | os.PathLike, *, hint: bool = False) -> None:
+    """Refuse, before any model loads, a path that is not a transformers model directory.
+
+    `hint` adds the command that builds one (for the policy, which `rwpipe model` writes).
+    """
+    if not (Path(path) / "config.json").is_file():
+        tail = "; run `rwpipe model`" if hint else ""
+        raise InputError(f"{path}: not a model directory (no config.json){tail}")
 
 
 def path_digest(path: str | os.PathLike, full_bytes_below: int = 1 << 20) -> str:

@@ -43,7 +43,9 @@ def test_known_closures():
     assert "rwpipe/verify.py" in CLOSURES["eval"]  # eval -> score -> train -> verify
     assert "rwpipe/judge/templates/critique.txt" in CLOSURES["eval"]  # importlib.resources
     assert "rwpipe/judge/__init__.py" in CLOSURES["annotate"]
-    assert "rwpipe/rollout/__init__.py" in CLOSURES["annotate"]
+    # the model-directory check lives in the core now: editing rollout no longer reruns annotate
+    assert "rwpipe/rollout/__init__.py" not in CLOSURES["annotate"]
+    assert "rwpipe/artifacts.py" in CLOSURES["annotate"]
     assert {"rwpipe/train/__init__.py", "rwpipe/score/__init__.py"} <= CLOSURES["eval"]
     assert CLOSURES["rollout"] == CLOSURES["rollout_rl"]  # one command, two stages
     assert CLOSURES["train_rm"] == CLOSURES["train_prm"]

@@ -300,7 +300,6 @@ def run(cfg: AnnotateConfig, base: Any, *, rollouts: Path, completer: Path, out:
     """
     from rwpipe import artifacts
     from rwpipe.backends import load_engine
-    from rwpipe.rollout import check_model_dir
 
     table = artifacts.read_artifact(rollouts, "rollouts")
     if table.num_rows == 0:  # before any engine starts
@@ -308,7 +307,7 @@ def run(cfg: AnnotateConfig, base: Any, *, rollouts: Path, completer: Path, out:
     remote_judge = cfg.method == "judge" and bool(cfg.judge.base_url)
     sampling = cfg.method != "verify" and not remote_judge
     if sampling:
-        check_model_dir(completer)
+        artifacts.check_model_dir(completer, hint=True)
     fingerprint = {
         "base": base,
         "annotate": cfg,

@@ -107,6 +107,8 @@ def check_inputs(
         InputError: no rollouts in the split, RL rollouts sharing no problem, search without a
             policy and a PRM, a path that is not a model directory, a bad ProcessBench file.
     """
+    from rwpipe.artifacts import check_model_dir
+
     rows = _split_rows(rollouts, cfg.split)
     rl_rows = None
     if rl_rollouts is not None:
@@ -117,8 +119,7 @@ def check_inputs(
         raise InputError("eval.search.problems > 0 needs --policy DIR and --prm DIR")
     models = {name: path for name, path in (("orm", orm), ("prm", prm)) if path is not None}
     for path in ([policy] if policy is not None else []) + list(models.values()):
-        if not (path / "config.json").is_file():
-            raise InputError(f"{path}: not a model directory (no config.json)")
+        check_model_dir(path)
     for path in models.values():  # a base model or an unreadable one is refused here
         from rwpipe.score import detect_format
 

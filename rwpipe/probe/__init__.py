@@ -79,8 +79,8 @@ def run(cfg: Any, base: Any, *, problems: Path, judge_model: Path, out: Path,
     if not rows:
         raise InputError(f"{problems}: no eval problems to probe")
     j = cfg.judge
-    if not j.base_url and not (judge_model / "config.json").is_file():
-        raise InputError(f"{judge_model}: not a model directory (no config.json)")
+    if not j.base_url:
+        artifacts.check_model_dir(judge_model)
     pairs = [(r["question"], r["answer"]) for r in rows]
     examples: dict[str, str] = {}
     judge_probe = _probe_judge(cfg, base, judge_model, pairs, examples)

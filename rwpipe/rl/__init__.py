@@ -66,8 +66,7 @@ def _check_inputs(cfg: RLConfig, problems: Path, policy: Path, orm: Path | None,
 
     table = artifacts.read_artifact(problems, "problems")
     selected = select_problems(table, cfg.splits, str(problems))
-    if not (policy / "config.json").is_file():
-        raise InputError(f"{policy}: not a model directory (no config.json); run `rwpipe model`")
+    artifacts.check_model_dir(policy, hint=True)
     orm = _model_dir(orm, "orm", cfg.rewards.orm != 0)
     return selected, orm, _model_dir(prm, "prm", cfg.rewards.prm != 0)
 

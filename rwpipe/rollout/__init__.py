@@ -175,12 +175,6 @@ def summarize(shard_stats: list[dict], resumed_shards: int = 0) -> dict:
     }
 
 
-def check_model_dir(path: Path) -> None:
-    """Refuse, before any engine starts, a path that is not a transformers model directory."""
-    if not (Path(path) / "config.json").is_file():
-        raise InputError(f"{path}: not a model directory (no config.json); run `rwpipe model`")
-
-
 def run(cfg: RolloutConfig, base: BaseConfig, *, problems: Path, model_dir: Path,
         out: Path) -> dict:  # fmt: skip
     """Stage `rollout`: sample the problems of `cfg.splits` with the model into OUT, shard by
@@ -191,7 +185,7 @@ def run(cfg: RolloutConfig, base: BaseConfig, *, problems: Path, model_dir: Path
     selected = select_problems(
         artifacts.read_artifact(problems, "problems"), cfg.splits, str(problems)
     )
-    check_model_dir(model_dir)
+    artifacts.check_model_dir(model_dir, hint=True)
     fingerprint = {
         "base": base,
         "rollout": cfg,

@@ -45,6 +45,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rwpipe.artifacts import check_model_dir
 from rwpipe.errors import InputError
 from rwpipe.steps import Solution
 
@@ -78,8 +79,7 @@ def detect_format(model_dir: str | Path, fmt: str = "auto") -> str:
     path = Path(model_dir)
     if fmt != "auto" and fmt not in FORMATS:
         raise InputError(f"unknown reward-model format {fmt!r} (auto, {', '.join(FORMATS)})")
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path}: not a model directory (no config.json)")
+    check_model_dir(path)
     card = read_card(path) or {}
     if card.get("kind") in KINDS:
         if card["kind"] == "implicit_prm":

@@ -110,8 +110,7 @@ def run(
     table = artifacts.read_artifact(labels, "labels")
     if table.num_rows == 0:
         raise InputError(f"{labels}: no rows")
-    if not (base_model / "config.json").is_file():
-        raise InputError(f"{base_model}: not a model directory (no config.json)")
+    artifacts.check_model_dir(base_model)
     pairs_table = artifacts.read_artifact(pairs, "pairs") if pairs is not None else None
     section = "train_rm" if isinstance(cfg, TrainRMConfig) else "train_prm"
     stamp = {
