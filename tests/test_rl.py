@@ -44,13 +44,14 @@ def test_credit_assignment_by_hand():
     assert step_returns(r, "sum") == pytest.approx([1.9, 1.0, 0.8])
     assert step_returns(r, "min_form") == pytest.approx([0.2, 0.2, 0.8])
     assert step_returns(r, "clip", eta=0.5) == pytest.approx([-0.3, -0.3, 0.0])
-    assert step_returns(r, "delta") == pytest.approx([0.9, 0.2, 0.8])  # telescopes to r_k
+    assert step_returns(r, "delta") == pytest.approx([0.1, -0.6, 0.0])  # telescopes to r_k - r_K
     assert step_returns([], "sum") == []
     # the hacking the papers describe: more mildly good steps raise the sum, not min or clip
     long, short = [0.6] * 8, [0.6] * 2
     assert step_returns(long, "sum")[0] > step_returns(short, "sum")[0]
     assert step_returns(long, "min_form")[0] == step_returns(short, "min_form")[0]
     assert step_returns(long, "clip", eta=0.5)[0] == step_returns(short, "clip", eta=0.5)[0] == 0
+    assert step_returns(long, "delta")[0] == step_returns(short, "delta")[0] == 0
 
 
 def test_process_advantages_use_the_group_mean_return():

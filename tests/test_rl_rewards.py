@@ -34,7 +34,9 @@ returns differ within a group.
   marker): unbiased in expectation, but noise the marker's signal must beat. With the marker at
   ~3% of the tokens and lr 2e-2, one seed in six drew so few markers in step 1 that this noise
   won and the policy lost the marker; hence the base rate of ~7% and lr 1e-2 below.
-- delta: G_k = r_k (telescoped), which the marker raises from its step on.
+- delta: G_k = r_k - r_K (telescoped; the last step's process reward dropped). The cumulative
+  PRM's score is highest at the marker's step and diluted after it, so the marker's step gets
+  a positive return and the steps before it a negative one.
 
 The policy is the tiny random LM (rwpipe/model/tiny.py) with one change: a random model samples
 each of its 259 tokens ~0.4% of the time, so in a few steps of 16 completions most groups would

@@ -24,8 +24,10 @@ G_1..G_K; each token of step k then gets G_k:
 - `clip`: r'_j = min(r_j - eta, 0), then return-to-go ("On Designing Effective RL Reward at
   Training Time for LLM Reasoning", Gao et al. 2024): step rewards can only penalise, so more
   steps never pay.
-- `delta`: r'_j = r_j - r_{j+1} (r'_K = r_K), then return-to-go, which telescopes to
-  G_k = r_k (same paper): the total return no longer grows with the number of steps.
+- `delta`: r'_j = r_j - r_{j+1} for j < K and r'_K = 0 (the last step's process reward is
+  dropped; the sparse success reward is the last step's signal), then return-to-go, which
+  telescopes to G_k = r_k - r_K (same paper, its Delta mechanism figure): the total return is
+  bounded whatever the number of steps, and a completion cannot raise it by appending steps.
 
 Process advantages use the group as baseline: A_{i,k} = G_{i,k} - mean_i' G_{i',1} (each
 completion's step returns minus the group's mean return from the first step), the RLOO-style
@@ -77,7 +79,7 @@ def step_returns(step_rewards: Sequence[float], rule: str, eta: float = 0.0) -> 
     if rule == "clip":
         r = [min(x - eta, 0.0) for x in r]
     elif rule == "delta":
-        r = [x - y for x, y in zip(r, r[1:], strict=False)] + [r[-1]]
+        r = [x - y for x, y in zip(r, r[1:], strict=False)] + [0.0]
     elif rule != "sum":
         raise ValueError(f"unknown credit rule {rule!r}; expected one of {', '.join(CREDIT_RULES)}")
     out, total = [], 0.0
