@@ -383,8 +383,10 @@ class EvalConfig:
     aggregations: tuple[Literal["min", "last", "prod", "mean", "sum"], ...] = (
         "min", "last", "prod", "mean",
     )  # fmt: skip
-    # ProcessBench-format JSON files (comma-separated subsets, e.g. gsm8k.json,math.json) to
-    # evaluate the PRM and any critic on ("" = skip); the report averages over subsets.
+    # ProcessBench sources to evaluate the PRM and any critic on, comma-separated subsets:
+    # `sample` (the shipped 150 GSM8K + 150 MATH items) or `sample:<subset>`,
+    # `hf:<dataset>:<split>`, or ProcessBench-format JSON files ("" = skip); the report averages
+    # over subsets.
     processbench: str = ""
     processbench_max: int = 0  # items (0 = all)
     threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
@@ -399,13 +401,26 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:
             raise ValueError("ns must be non-empty and >= 1; draws and batch_size >= 1")
-        tune = {Path(p.strip()).resolve() for p in self.threshold_tune.split(",") if p.strip()}
-        shown = {Path(p.strip()).resolve() for p in self.processbench.split(",") if p.strip()}
+        tune, shown = _sources(self.threshold_tune), _sources(self.processbench)
         if tune & shown:
             raise ValueError(
                 "threshold_tune names a reported processbench subset "
                 f"({', '.join(sorted(str(p) for p in tune & shown))}): tune on another split"
             )
+
+
+def _sources(spec: str) -> set[str]:
+    """The ProcessBench sources of an `eval.processbench`-style spec, one name each (the shipped
+    sample per subset, hub ids as written, files resolved), to compare two specs."""
+    out: set[str] = set()
+    for token in (t.strip() for t in spec.split(",")):
+        if token == "sample":
+            out |= {"sample:gsm8k", "sample:math"}
+        elif token.startswith(("sample:", "hf:")):
+            out.add(token)
+        elif token:
+            out.add(str(Path(token).resolve()))
+    return out
 
 
 SECTIONS: dict[str, type] = {

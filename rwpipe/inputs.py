@@ -70,14 +70,19 @@ def dataset(param: str, value: str) -> dict[str, Any]:
 
 
 def file_list(param: str, value: str) -> dict[str, Any]:
-    """eval.processbench / eval.threshold_tune: comma-separated local files ("" = none)."""
-    paths = [p.strip() for p in value.split(",") if p.strip()]
+    """eval.processbench / eval.threshold_tune: comma-separated local files ("" = none); the
+    shipped ProcessBench sample (`sample`, `sample:<subset>`: package data, a code dep of the
+    eval stage) and `hf:` ids are recorded as they are."""
+    paths = [
+        p.strip() for p in value.split(",")
+        if p.strip() and not p.strip().startswith(("hf:", "sample:")) and p.strip() != "sample"
+    ]  # fmt: skip
     files: dict[str, str] = {}
     for p in paths:
         if not Path(p).exists():
             raise _missing(param, p)
         files |= digest_path(Path(p))
-    return {"value": value, "files": files} if paths else {"value": value}
+    return {"value": value, "files": files} if files else {"value": value}
 
 
 def model_source(param: str, value: str) -> dict[str, Any]:

@@ -122,3 +122,6 @@ def test_threshold_tuning_on_a_reported_subset_is_refused(tmp_path):
         EvalConfig(processbench=f"{tmp_path}/gsm8k.json,{tmp_path}/math.json",
                    threshold_tune=f"{tmp_path}/../{tmp_path.name}/math.json")  # fmt: skip
     EvalConfig(processbench=f"{tmp_path}/gsm8k.json", threshold_tune=f"{tmp_path}/dev.json")
+    with pytest.raises(ValueError, match="reported processbench subset .*sample:math"):
+        EvalConfig(processbench="sample", threshold_tune="sample:math")
+    EvalConfig(processbench="sample:gsm8k", threshold_tune="sample:math")

@@ -6,6 +6,7 @@ python -m pytest tests/test_inputs.py -q
 import json
 import subprocess
 import sys
+from unittest.mock import ANY
 
 import pytest
 
@@ -62,7 +63,19 @@ def test_a_directory_and_a_local_model_source_are_digested(tmp_path, write_param
     ]  # fmt: skip
     assert list(got["model"]["model.source"]["files"]) == [(model / "config.json").as_posix()]
     assert got["prepare"]["prepare.train"] == {"value": "synthetic"}
-    assert got["eval"] == {"eval.processbench": {"value": ""}, "eval.threshold_tune": {"value": ""}}
+    assert got["eval"] == {
+        "eval.processbench": {"value": "sample"}, "eval.threshold_tune": {"value": ""}
+    }  # fmt: skip
+
+
+def test_processbench_sample_and_hub_ids_are_recorded_local_files_digested(tmp_path, write_params):
+    local = tmp_path / "pb.json"
+    local.write_text("[]")
+    spec = f"sample, sample:math,hf:Qwen/ProcessBench:gsm8k,{local}"
+    got = digest_inputs(write_params({"eval": {"processbench": spec}}))["eval"]
+    assert got["eval.processbench"] == {"value": spec, "files": {local.as_posix(): ANY}}
+    with pytest.raises(InputError, match="eval.processbench: .*missing.json: no such file"):
+        digest_inputs(write_params({"eval": {"processbench": f"sample,{tmp_path}/missing.json"}}))
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,7 @@ def repo(tmp_path_factory) -> Path:
     params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 2}
     params["rl"]["sampling"] |= {"max_new_tokens": 48}
     params["eval"]["search"] |= {"problems": 1, "max_steps": 2, "step_max_tokens": 24}
+    params["eval"]["processbench_max"] = 6  # of each shipped sample subset
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
@@ -89,9 +90,17 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert "prm_min_weighted" in metrics["best_of_n"]
     assert metrics["rl_vs_base"]["problems"] == 2 and "pass@1" in metrics["policy_rl"]
     assert metrics["search"]["problems"] == 1 and metrics["search"]["tokens_per_problem"] > 0
+    assert {k: v["solutions"] for k, v in metrics["processbench"].items() if k != "average"} == {
+        "gsm8k": 6, "math": 6
+    }  # fmt: skip
+    assert "outcome rule" in metrics["processbench_baselines"]["math"]
+    assert {"rl_raises_pass1", "majority_beats_pass1", "prm_beats_outcome_rule"} <= set(
+        metrics["claims"]
+    )  # fmt: skip
     rl = json.loads((repo / "data" / "rl" / "metrics.json").read_text())
     assert rl["steps"] == 2 and (repo / "data" / "rl" / "curves.png").is_file()
-    assert (repo / "data" / "eval" / "report.md").read_text().startswith("# rwpipe eval report")
+    report = (repo / "data" / "eval" / "report.md").read_text()
+    assert report.startswith("# rwpipe eval report") and "## What this run shows" in report
     assert "Running stage 'prepare'" in out and "Running stage 'annotate'" in out
     again = _sh(repo, "dvc", "repro")
     # only `inputs` (always run: it hashes the files params name) runs, and changes nothing

@@ -3,7 +3,8 @@
 `run` is the eval stage in one call: it checks the inputs (before any model loads), scores the
 rollouts with each reward model, runs PRM-guided beam search (`search`) and ProcessBench for
 the PRM and an LLM critic (`processbench`), computes pairwise accuracy and the selection
-curves (`curves`), and writes metrics.json, bon.csv, bon.png and report.md (`report`).
+curves (`curves`), tests the claims the run can show (`claims`), and writes metrics.json,
+bon.csv, bon.png and report.md (`report`).
 torch and the engines are imported inside the functions that need them, so importing this
 package stays light (`rwpipe --help` imports it).
 """
@@ -62,6 +63,7 @@ def run(
     """
     inputs = check_inputs(cfg, rollouts, rl_rollouts=rl_rollouts, orm=orm, prm=prm, policy=policy)
     rule = StepRule.from_config(base)
+    from rwpipe.eval.claims import claims
     from rwpipe.eval.curves import pairwise_table, selection_curves, skipped_rules
     from rwpipe.eval.report import write_outputs
     from rwpipe.runtime import seed_everything
@@ -88,6 +90,7 @@ def run(
     top = max(c["n"] for c in curves)
     metrics["best_of_n"] = {c["rule"]: c["accuracy"] for c in curves if c["n"] == top}
     metrics["best_of_n_size"] = top
+    metrics["claims"] = claims(metrics, curves, list(inputs.models), cfg.aggregations)
     write_outputs(out, metrics, curves, {"base": base, "eval": cfg})
     return metrics
 
@@ -182,7 +185,7 @@ def _reward_model(
     if searching:
         metrics["search"] = _search(scorer, policy, inputs.rows, scores, cfg, base, rule)
     if name == "prm" and inputs.subsets is not None:
-        metrics["processbench"] = _processbench(scorer, inputs, cfg, rule)
+        metrics |= _processbench(scorer, inputs, cfg, rule)
     return scores, kind, metrics
 
 
@@ -205,7 +208,11 @@ def _search(
 
 
 def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) -> dict:
-    """ProcessBench for the PRM on every subset, at the fixed or the tuned threshold."""
+    """ProcessBench for the PRM on every subset, at the fixed or the tuned threshold
+    (metrics key `processbench`), beside the rules that read no step
+    (`processbench_baselines`, `processbench.baseline_predictions`); and the PRM's F1 minus
+    the outcome rule's over all subsets' solutions, with a paired interval
+    (`processbench_vs_outcome_rule`, where every item records its final answer's verdict)."""
     from rwpipe.eval import processbench
 
     threshold, how = cfg.threshold, ""
@@ -214,11 +221,31 @@ def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) 
         threshold, f1 = processbench.tune_threshold(scored, [x["label"] for x in inputs.tune])
         how = (f"tuned on {cfg.threshold_tune} ({len(inputs.tune)} solutions, "
                f"F1 {f1:.3f}): {threshold:.4g}")  # fmt: skip
-    per = {
-        k: processbench.evaluate(scorer, v, threshold, cfg.batch_size, how, rule)
-        for k, v in (inputs.subsets or {}).items()
+    per, baselines = {}, {}
+    prm_pred: list[int] = []
+    outcome_pred: list[int] | None = []  # None once a subset lacks final-answer verdicts
+    labels: list[int] = []
+    for name, items in (inputs.subsets or {}).items():
+        y = [int(x["label"]) for x in items]
+        pred = processbench.predict(scorer, items, threshold, cfg.batch_size, rule)
+        per[name] = processbench.protocol(pred, y) | {
+            "threshold": threshold, "threshold_rule": how or f"fixed {threshold}"
+        }  # fmt: skip
+        rules = processbench.baseline_predictions(items)
+        baselines[name] = {r: processbench.protocol(p, y) for r, p in rules.items()}
+        outcome_pred = None if outcome_pred is None or "outcome rule" not in rules else (
+            outcome_pred + rules["outcome rule"])  # fmt: skip
+        prm_pred += pred
+        labels += y
+    out: dict[str, Any] = {
+        "processbench": per | {"average": processbench.average_subsets(per)},
+        "processbench_baselines": baselines,
     }
-    return per | {"average": processbench.average_subsets(per)}
+    if outcome_pred is not None:
+        out["processbench_vs_outcome_rule"] = processbench.paired_f1_difference(
+            prm_pred, outcome_pred, labels
+        )
+    return out
 
 
 def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:

@@ -23,8 +23,9 @@ from rwpipe.eval.metrics import (
     Aggregation,
     ScoreKind,
     aggregate,
-    best_of_n,
+    mean_stderr,
     pass_at_k,
+    per_problem_accuracy,
     pick_best,
     pick_majority,
     undefined,
@@ -86,7 +87,9 @@ def selection_curves(
     (`answer_classes`); unscored solutions and ties follow `rwpipe.eval.metrics`.
 
     Returns:
-        One record per (rule, N): {"rule", "n", "accuracy", "stderr"} (stderr over problems).
+        One record per (rule, N): {"rule", "n", "accuracy", "stderr", "per_problem"} (stderr
+        over problems; per_problem in sorted problem-id order, the same subsets for every rule,
+        so that two rules' differences are paired).
     """
     groups = list(_groups(rows).values())
     top = min(len(g) for g in groups)
@@ -118,8 +121,9 @@ def selection_curves(
     out = []
     for rule, (data, select) in rules.items():
         for n in (n for n in ns if n <= top):
-            mean, se = best_of_n(data, n, select, draws=draws, seed=seed)
-            out.append({"rule": rule, "n": n, "accuracy": mean, "stderr": se})
+            per = per_problem_accuracy(data, n, select, draws=draws, seed=seed)
+            mean, se = mean_stderr(per)
+            out.append({"rule": rule, "n": n, "accuracy": mean, "stderr": se, "per_problem": per})
     return out
 
 

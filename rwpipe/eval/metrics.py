@@ -170,7 +170,27 @@ def best_of_n(
     draws: int = 50,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Mean and standard error of `select`'s accuracy over random size-n subsets per problem.
+    """Mean and standard error over problems of `per_problem_accuracy`."""
+    return mean_stderr(per_problem_accuracy(groups, n, select, draws, seed))
+
+
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std / sqrt n; NaN for fewer than two values)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1) / n)
+
+
+def per_problem_accuracy(
+    groups: Sequence[Sequence[tuple[str | None, bool, float]]],
+    n: int,
+    select: Callable[[Sequence[tuple[str | None, bool, float]]], float],
+    draws: int = 50,
+    seed: int = 0,
+) -> list[float]:
+    """Per problem, `select`'s accuracy averaged over `draws` random size-n subsets.
 
     Args:
         groups: per problem, its samples as (answer, correct, score).
@@ -178,20 +198,15 @@ def best_of_n(
         select: given a subset, whether the method's pick is correct (or its expected
             correctness, in [0, 1], when the method ties).
         draws: subsets per problem.
-
-    Returns:
-        (accuracy averaged over problems and draws, its standard error over problems).
+        seed: the subsets depend on it and on the group sizes only, so every rule run with
+            one seed sees the same subsets (their per-problem differences are paired).
     """
     rng = random.Random(seed)
     per_problem = []
     for samples in groups:
         hits = [select(rng.sample(list(samples), n)) for _ in range(draws)]
         per_problem.append(sum(hits) / draws)
-    mean = sum(per_problem) / len(per_problem)
-    if len(per_problem) < 2:
-        return mean, float("nan")
-    var = sum((x - mean) ** 2 for x in per_problem) / (len(per_problem) - 1)
-    return mean, math.sqrt(var / len(per_problem))
+    return per_problem
 
 
 def pick_best(subset: Sequence[tuple[str | None, bool, float]]) -> float:

@@ -3,9 +3,20 @@ error (-1 if none), compared with the human label; accuracy on erroneous and on 
 solutions and their harmonic mean (F1), with 95% bootstrap intervals.
 
 ProcessBench items list their steps without separators; they are written out as steps of the
-pipeline's step rule (`StepRule.join_bare`), so a PRM sees them as it saw its training steps."""
+pipeline's step rule (`StepRule.join_bare`), so a PRM sees them as it saw its training steps.
+
+Where the items come from (`eval.processbench`, comma-separated): `sample` (the 150 + 150 GSM8K
+and MATH items shipped as package data, `processbench_sample/README.md` says which and why) or
+`sample:gsm8k`, a hub split `hf:Qwen/ProcessBench:gsm8k`, or a local ProcessBench-format file.
+
+Beside every PRM or critic the report shows rules that read no step: never flag, always flag
+step 0, and the outcome rule (flag step 0 exactly when the final answer is wrong, from the
+items' `final_answer_correct`), which a critic must beat to show it finds *where* a solution
+goes wrong rather than *whether* it does.
+"""
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +27,11 @@ from rwpipe.train.metrics import bootstrap_ci
 
 FIELDS = ("problem", "steps", "label")
 BOOTSTRAP_CI = "percentile bootstrap over solutions, 1000 resamples"  # bootstrap_ci's defaults
+PAIRED_F1_CI = (
+    "paired percentile bootstrap over solutions, 1000 resamples (both F1s recomputed on each)"
+)
+SAMPLE_SUBSETS = ("gsm8k", "math")  # shipped under processbench_sample/
+BASELINES = ("never flag", "always flag step 0", "outcome rule")
 
 
 def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
@@ -34,6 +50,11 @@ def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
         )
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not a readable ProcessBench JSON file: {exc}") from None
+    return _checked(path, items, limit)
+
+
+def _checked(path: Any, items: list[Any], limit: int) -> list[dict[str, Any]]:
+    """`items` if each has the fields and a label in range (first `limit`; 0 = all)."""
     for i, x in enumerate(items):
         if not isinstance(x, dict) or any(k not in x for k in FIELDS):
             raise InputError(f"{path}: item {i} lacks one of the fields {', '.join(FIELDS)}")
@@ -96,6 +117,14 @@ def protocol(pred: list[int], labels: list[int]) -> dict[str, Any]:
     return out
 
 
+def predict(
+    scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8,
+    rule: StepRule | None = None,
+) -> list[int]:  # fmt: skip
+    """Each item's predicted first error: its first step scored below `threshold` (-1: none)."""
+    return [first_error(s, threshold) for s in score_items(scorer, items, batch_size, rule)]
+
+
 def evaluate(
     scorer: Any, items: list[dict[str, Any]], threshold: float, batch_size: int = 8,
     threshold_rule: str = "", rule: StepRule | None = None,
@@ -103,8 +132,7 @@ def evaluate(
     """Score every item's steps (joined under the step `rule`) with `scorer` and apply the
     protocol at `threshold`; `threshold_rule` records where the threshold came from (default:
     fixed)."""
-    scored = score_items(scorer, items, batch_size, rule)
-    pred = [first_error(steps, threshold) for steps in scored]
+    pred = predict(scorer, items, threshold, batch_size, rule)
     out = protocol(pred, [int(x["label"]) for x in items])
     return out | {"threshold": threshold, "threshold_rule": threshold_rule or f"fixed {threshold}"}
 
@@ -133,7 +161,82 @@ def average_subsets(results: dict[str, dict]) -> dict[str, float]:
     return {k: sum(r[k] for r in results.values()) / len(results) for k in keys}
 
 
+def sample_path(name: str) -> Path:
+    """The shipped sample of one ProcessBench subset (package data)."""
+    return Path(str(resources.files("rwpipe.eval").joinpath("processbench_sample", f"{name}.json")))
+
+
+def load_hub(repo: str, split: str, limit: int = 0) -> list[dict[str, Any]]:
+    """One split of a ProcessBench-format dataset on the Hugging Face hub (needs network or
+    the hub cache), e.g. `Qwen/ProcessBench`, split `gsm8k`."""
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(repo, split=split).to_list()
+    except Exception as exc:  # noqa: BLE001 - any loader failure is one line to the user
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"hf:{repo}:{split}: cannot load: {first}") from None
+    return _checked(f"hf:{repo}:{split}", rows, limit)
+
+
 def load_subsets(spec: str, limit: int = 0) -> dict[str, list[dict[str, Any]]]:
-    """Comma-separated ProcessBench files, each a subset named after its file stem."""
-    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
-    return {p.stem: load_processbench(p, limit) for p in paths}
+    """Comma-separated ProcessBench sources (see the module docstring), each a subset: the
+    shipped samples by their subset name, hub splits by their split, files by their stem.
+
+    Raises:
+        InputError: an unknown sample, an unreadable source, two sources of one name.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+
+    def add(name: str, items: list[dict[str, Any]], token: str) -> None:
+        if name in out:
+            raise InputError(f"eval.processbench: {token}: a second subset named {name!r}")
+        out[name] = items
+
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token == "sample" or token.startswith("sample:"):
+            names = SAMPLE_SUBSETS if token == "sample" else (token.removeprefix("sample:"),)
+            for name in names:
+                if name not in SAMPLE_SUBSETS:
+                    raise InputError(f"eval.processbench: {token}: no shipped sample {name!r} "
+                                     f"(shipped: {', '.join(SAMPLE_SUBSETS)})")  # fmt: skip
+                add(name, load_processbench(sample_path(name), limit), token)
+        elif token.startswith("hf:"):
+            repo, _, split = token.removeprefix("hf:").rpartition(":")
+            if not repo or not split:
+                raise InputError(f"eval.processbench: {token}: expected hf:<dataset>:<split>")
+            add(split, load_hub(repo, split, limit), token)
+        else:
+            add(Path(token).stem, load_processbench(token, limit), token)
+    return out
+
+
+def baseline_predictions(items: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """The rules that read no step (module docstring), as predicted first errors; the outcome
+    rule only where every item records `final_answer_correct`."""
+    out = {"never flag": [-1] * len(items), "always flag step 0": [0] * len(items)}
+    if all("final_answer_correct" in x for x in items):
+        out["outcome rule"] = [-1 if x["final_answer_correct"] else 0 for x in items]
+    return out
+
+
+def paired_f1_difference(
+    pred_a: list[int], pred_b: list[int], labels: list[int], draws: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """F1(a) - F1(b) on the same solutions, with a paired percentile bootstrap interval."""
+    import numpy as np
+
+    a, b, y = (np.asarray(v) for v in (pred_a, pred_b, labels))
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(draws):
+        idx = rng.integers(0, len(y), len(y))
+        d = processbench(a[idx], y[idx])["f1"] - processbench(b[idx], y[idx])["f1"]
+        if d == d:
+            stats.append(d)
+    lo, hi = np.quantile(stats, [0.025, 0.975]) if stats else (float("nan"), float("nan"))
+    diff = processbench(pred_a, labels)["f1"] - processbench(pred_b, labels)["f1"]
+    return {"estimate": diff, "ci95_lo": float(lo), "ci95_hi": float(hi), "n": len(labels),
+            "ci_method": PAIRED_F1_CI}  # fmt: skip

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rwpipe.artifacts import write_json, write_text
+from rwpipe.eval import claims
 from rwpipe.eval.curves import CURVES_CI
 
 
@@ -76,6 +77,8 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
     """report.md: one section per kind of result present in `metrics`."""
     lines = ["# rwpipe eval report", "", f"params hash `{stamp}`; versions: "
              + ", ".join(f"{k} {v}" for k, v in versions().items()), ""]  # fmt: skip
+    if found := claims.table(metrics.get("claims", {})):
+        lines += [*found, ""]
     lines += _policy_section(metrics)
     lines += _selection_section(metrics, curves)
     lines += _pairwise_section(metrics)
@@ -84,6 +87,8 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
                        ("processbench_critic", "LLM critic")):  # fmt: skip
         if key in metrics:
             lines += _processbench_section(metrics[key], title)
+    if "processbench_baselines" in metrics:
+        lines += _baselines_section(metrics["processbench_baselines"])
     return "\n".join(lines) + "\n"
 
 
@@ -180,3 +185,17 @@ def _processbench_section(result: dict[str, Any], title: str) -> list[str]:
     if rule:
         lines.append(f"\nThreshold rule: {rule}.")
     return lines
+
+
+def _baselines_section(baselines: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """ProcessBench rules that read no step, per subset, for the critics to beat."""
+    lines = ["", "## ProcessBench rules that read no step", "",
+             "| subset | rule | acc. erroneous | acc. correct | F1 [95% CI] |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, rules in baselines.items():
+        for rule, pb in rules.items():
+            lines.append(f"| {name} | {rule} | {_fmt(pb['acc_erroneous'])} | "
+                         f"{_fmt(pb['acc_correct'])} | {_fmt(pb['f1'])} "
+                         f"[{_fmt(pb['f1_lo'])}, {_fmt(pb['f1_hi'])}] |")  # fmt: skip
+    return lines + ["", "Outcome rule: flag step 0 exactly when the final answer is wrong "
+                    "(the items' `final_answer_correct`)."]  # fmt: skip
