@@ -160,7 +160,7 @@ def _run(tmp_path, tiny_dir, cfg, stop=None, fingerprint="f", dp=None):
 
 
 def _curve(state):
-    drop = {"seconds", "generate_seconds"}
+    drop = {"seconds", "sync_seconds", "generate_seconds", "rss_gib"}
     return [{k: v for k, v in h.items() if k not in drop} for h in state.history]
 
 
@@ -175,6 +175,10 @@ def test_loop_updates_the_policy_with_finite_loss_and_zero_kl_at_the_start(tmp_p
     assert all(math.isfinite(h["loss"]) for h in state.history)
     assert state.history[0]["kl"] == pytest.approx(0.0, abs=1e-7)  # LoRA B = 0: pi == pi_ref
     assert state.history[-1]["kl"] > 0
+    # each step records its time split and the process's memory
+    assert all(
+        h["rss_gib"] > 0.05 and 0 <= h["sync_seconds"] <= h["seconds"] for h in state.history
+    )
     after = dict(policy.model.named_parameters())
     lora_b = [n for n in before if "lora_B" in n]
     assert lora_b and all(not torch.equal(after[n], before[n]) for n in lora_b)

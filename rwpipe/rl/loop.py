@@ -84,10 +84,18 @@ def _learn(batch: Batch, policy: Policy, optims: dict[str, Any], cfg: RLConfig, 
     return scored, stats | scored.extras | record
 
 
+def _rss_gib() -> float:
+    """This process's resident memory now, in GiB (psutil: a vLLM dependency)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1 << 30)
+
+
 def _record(state: RLState, batch: Batch, scored: Scored, stats: dict[str, float], lr: float,
-            start: float, dp: DataParallel) -> int:  # fmt: skip
+            start: float, dp: DataParallel, sync_seconds: float) -> int:  # fmt: skip
     """Count the step into `state` and append its record (averaged over processes) to the
-    history; returns the tokens it generated (all processes)."""
+    history, with the step's time split (weight sync to the engine, generation, the rest) and
+    the process's memory; returns the tokens it generated (all processes)."""
     tokens = dp.total(sum(len(c.token_ids) for c in batch.completions))
     state.step += 1
     state.tokens += tokens
@@ -104,8 +112,10 @@ def _record(state: RLState, batch: Batch, scored: Scored, stats: dict[str, float
         "step": state.step,
         **{k: round(v, 6) for k, v in shared.items()},
         "lr": lr,
+        "sync_seconds": round(sync_seconds, 3),
         "generate_seconds": round(batch.generate_seconds, 3),
         "seconds": round(seconds, 3),
+        "rss_gib": round(_rss_gib(), 3),
     }
     state.history.append({k: round(v, 6) if isinstance(v, float) else v
                           for k, v in record.items()})  # fmt: skip
@@ -163,7 +173,7 @@ def run_rl(
         start = time.perf_counter()
         if not synced:
             generator.update_weights(policy.merged_state_dict())
-        synced = False
+        synced, sync_seconds = False, time.perf_counter() - start
         picked = dp.share(step_prompts(len(questions), cfg.prompts_per_step, state.step, seed))
         sample_seed = stable_seed(seed, "rl", state.step, *([dp.rank] if dp.rank else []))
         batch = sample_batch(generator, cfg, questions, golds, picked, seed=sample_seed,
@@ -171,7 +181,7 @@ def run_rl(
         scored, stats = _learn(batch, policy, optims, cfg, verifier=verifier, orm=orm, prm=prm,
                                implicit=implicit, dp=dp)  # fmt: skip
         lr = optims["scheduler"].get_last_lr()[0]
-        tokens = _record(state, batch, scored, stats, lr, start, dp)
+        tokens = _record(state, batch, scored, stats, lr, start, dp, sync_seconds)
         if advance:
             advance(1, tokens)
         last = state.step in (cfg.steps, stop_after_steps)

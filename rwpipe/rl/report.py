@@ -11,9 +11,10 @@ import numpy as np
 
 from rwpipe.artifacts import write_json, write_text
 
-PANELS = ("reward", "accuracy", "length", "kl", "entropy", "clip_fraction")
+PANELS = ("reward", "accuracy", "length", "kl", "entropy", "clip_fraction", "seconds", "rss_gib")
 CURVES = ("reward", "accuracy", "length", "steps_per_solution", "kl", "entropy", "clip_fraction",
-          "orm_score", "prm_step_score", "implicit_step_reward")  # fmt: skip
+          "orm_score", "prm_step_score", "implicit_step_reward", "seconds", "sync_seconds",
+          "generate_seconds", "rss_gib")  # fmt: skip
 
 
 def summarize(state: Any, window: int = 3) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def summarize(state: Any, window: int = 3) -> dict[str, Any]:
         if first and last:
             out[f"{key}_first"] = round(float(np.mean(first)), 4)
             out[f"{key}_last"] = round(float(np.mean(last)), 4)
+    if any("rss_gib" in h for h in hist):
+        out["rss_gib_max"] = max(h.get("rss_gib", 0.0) for h in hist)
     gen = sum(h.get("generate_seconds", 0.0) for h in hist)
     out["generate_fraction"] = round(gen / max(state.seconds, 1e-9), 3)
     return out
@@ -52,11 +55,11 @@ def write_report(directory: Path, history: Sequence[dict[str, Any]], metrics: di
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 3, figsize=(11, 5.5))
+    fig, axes = plt.subplots(2, 4, figsize=(14, 5.5))
     steps = [r["step"] for r in history]
     for ax, key in zip(axes.flat, PANELS, strict=True):
         ax.plot(steps, [r.get(key, float("nan")) for r in history], marker=".")
-        ax.set_title(key)
+        ax.set_title({"seconds": "step seconds", "rss_gib": "RSS (GiB)"}.get(key, key))
         ax.set_xlabel("RL step")
     fig.tight_layout()
     tmp = directory / "curves.tmp.png"
