@@ -43,8 +43,37 @@ def pick_device(device: str = "auto") -> "torch.device":  # noqa: F821
     return torch.device(device)
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of bf16 matmul units
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), read from its flags.
+    Without them torch emulates bfloat16 (~20x slower than float32 on AVX2)."""
+    return bool(set(NATIVE_BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
 def default_dtype(device: "torch.device") -> "torch.dtype":  # noqa: F821
-    """float32 on CPU (bfloat16 is ~20x slower on AVX2 CPUs), bfloat16 on CUDA."""
+    """What `dtype: auto` means on `device`: bfloat16 on CUDA and on CPUs with native bfloat16
+    (`cpu_has_native_bf16`), float32 elsewhere (AVX2-only CPUs, MPS)."""
     import torch
 
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def auto_dtype_name(on_cpu: bool) -> str:
+    """`default_dtype` as a name, for engines that take one (vLLM): CPU or CUDA."""
+    return "bfloat16" if not on_cpu or cpu_has_native_bf16() else "float32"

@@ -92,6 +92,12 @@ def test_completions_follow_the_conventions(generator) -> None:
 
 
 @pytest.mark.slow
+def test_engines_name_the_dtype_auto_chose(generator) -> None:
+    from rwpipe.runtime import auto_dtype_name
+
+    assert generator.dtype == auto_dtype_name(on_cpu=True)  # from the CPU flags, never assumed
+
+
 def test_eos_and_min_new_tokens(generator) -> None:
     prompt = generator.chat_prompt("Reply with just the number: what is 2 + 2?")
     short = generator.generate([prompt], SamplingParams(temperature=0, max_new_tokens=40))[0][0]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rwpipe import artifacts
+from rwpipe import artifacts, runtime
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -82,6 +82,10 @@ def test_repro_builds_then_is_a_no_op(repo):
     rollouts = artifacts.read_artifact(repo / "data" / "rollouts.arrow", "rollouts")
     labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")
     assert rollouts.num_rows == labels.num_rows == 8 * 4
+    # `dtype: auto` as this machine's CPU flags make it, recorded in every artifact and card
+    dtype = runtime.auto_dtype_name(on_cpu=True)
+    assert artifacts.artifact_metadata(rollouts)["stats"]["dtype"] == dtype
+    assert artifacts.artifact_metadata(labels)["stats"]["dtype"] == dtype
     for name in ("orm", "prm"):
         assert (repo / "data" / "models" / name / "rwpipe-model.json").is_file()
     assert (repo / "data" / "train_prm" / "metrics.json").is_file()
@@ -98,6 +102,8 @@ def test_repro_builds_then_is_a_no_op(repo):
         metrics["claims"]
     )  # fmt: skip
     rl = json.loads((repo / "data" / "rl" / "metrics.json").read_text())
+    assert rl["dtype"] == dtype
+    assert json.loads((repo / "data" / "train_prm" / "metrics.json").read_text())["dtype"] == dtype
     assert rl["steps"] == 2 and (repo / "data" / "rl" / "curves.png").is_file()
     report = (repo / "data" / "eval" / "report.md").read_text()
     assert report.startswith("# rwpipe eval report") and "## What this run shows" in report

@@ -323,6 +323,8 @@ def run(cfg: AnnotateConfig, base: Any, *, rollouts: Path, completer: Path, out:
             table, generator, cfg, seed=base.seed, store=store, where=str(rollouts),
             judge=_make_judge(cfg, generator),
         )  # fmt: skip
+        if generator is not None:
+            stats["dtype"] = getattr(generator, "dtype", "unknown")
     finally:
         if generator is not None:
             generator.close()

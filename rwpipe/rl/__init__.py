@@ -128,6 +128,7 @@ def run(
     if not session.dp.main:  # rank 0 writes the policy and the report
         return {}
     metrics = summarize(state)
+    metrics["dtype"] = str(next(session.policy.model.parameters()).dtype).removeprefix("torch.")
     card = {"base_model": str(policy), "params": artifacts.config_to_dict(cfg),
             "metrics": metrics, "problems": str(problems)}  # fmt: skip
     write_report(report_dir or out.with_name(out.name + ".report"), state.history, metrics)

@@ -199,6 +199,7 @@ def run(cfg: RolloutConfig, base: BaseConfig, *, problems: Path, model_dir: Path
             selected, generator, cfg, seed=base.seed, store=store,
             steps=StepRule.from_config(base),
         )  # fmt: skip
+        stats["dtype"] = getattr(generator, "dtype", "unknown")
     finally:
         generator.close()
     store.finish(num_shards, section="rollout", config=cfg, stats=stats)

@@ -202,6 +202,7 @@ def train_reward_model(
         "train_tokens": state.tokens,
         "train_seconds": round(state.seconds, 1),
         "train_tokens_per_s": round(state.tokens / state.seconds, 1) if state.seconds else 0.0,
+        "dtype": str(next(backbone.model.parameters()).dtype).removeprefix("torch."),
     } | (state.evals[-1] if state.evals else {})
     card = {"base_model": str(base_dir), "params": config_to_dict(cfg), "metrics": metrics,
             "data": where}  # fmt: skip
