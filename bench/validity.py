@@ -1,0 +1,226 @@
+"""Validity on a real benchmark: do the seed papers' central claims hold for a policy with mid
+accuracy on GSM8K, measured with the user's commands?
+
+    python bench/validity.py [--policy qwen2.5-coder-0.5b-instruct] [--n-train 48]
+                             [--n-eval 64] [--samples 8] [--pb-items 100] [--out DIR]
+
+The policy is a bench-only model (`bench/models.py`: pieces from the package index, SHA-256
+pinned) turned into a model directory by `rwpipe model` from its GGUF; the verifiers are trained
+on the embedded SmolLM2-135M, smaller than the policy (weak-verifier setting). Problems: GSM8K
+train (`../shared/data/gsm8k/train.jsonl`) for rollouts, labels and verifier training; GSM8K
+test (`test.jsonl`) for evaluation only. Nothing is tuned on the test problems: every knob is
+fixed below or by the shipped params.yaml before the run.
+
+Claims, each with estimate, 95% interval, n and verdict (`bench/results/validity.json`):
+
+a. self-consistency: majority vote at N = `--samples` beats pass@1 (eval claims table);
+b. learned verifiers at equal N: the ORM, the PRM on MC labels (Math-Shepherd), the PRM on
+   OmegaPRM labels and the implicit PRM trained on outcome labels only, each best-of-N against
+   majority vote and against a random sample (eval claims, one eval run per PRM);
+c. label quality: MC and OmegaPRM first-error labels with the policy as completer, on
+   `--pb-items` ProcessBench GSM8K solutions (half erroneous) against the human labels: F1 with
+   a bootstrap interval, tokens per label, and F1 minus the outcome rule's (paired);
+d. PRM credit in RL is not run here: training the 0.5B policy does not fit the bench's two
+   hours on two cores; the embedded default's four-credit run is `bench/rl.py`'s
+   (`bench/results/rl_prm.json`), and the results file says so.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import machine
+import models
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "validity.json"
+CLI = [
+    sys.executable,
+    "-c",
+    "import sys; from stages.cli import main; sys.argv[0]='rwpipe'; main()",
+]
+PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{}."
+PRMS = {"prm_mc": ("mc", "discriminative"), "prm_omegaprm": ("omegaprm", "discriminative"),
+        "prm_implicit": ("mc", "implicit")}  # fmt: skip
+
+
+def rwpipe(*args: object, timings: dict[str, float], name: str) -> None:
+    """One rwpipe command (as a user runs it), timed under `name`."""
+    start = time.perf_counter()
+    subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True)
+    timings[f"{name}_s"] = round(time.perf_counter() - start, 1)
+
+
+def write_params(path: Path, edit: dict[str, Any], base: Path = ROOT / "params.yaml") -> Path:
+    """`base` (the shipped params.yaml) with `edit` (section -> keys, nested dicts merged)
+    applied, written to `path`."""
+
+    def merge(into: dict, new: dict) -> None:
+        for k, v in new.items():
+            if isinstance(v, dict) and isinstance(into.get(k), dict):
+                merge(into[k], v)
+            else:
+                into[k] = v
+
+    params = yaml.safe_load(base.read_text())
+    merge(params, edit)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def base_params(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
+    """The settings every command of the run shares."""
+    return {
+        "model": {"name": args.policy, "source": str(gguf)},
+        "prepare": {
+            "train": str(SHARED / "gsm8k" / "train.jsonl"),
+            "eval": str(SHARED / "gsm8k" / "test.jsonl"),
+            "format": "gsm8k",
+            "n_train": args.n_train,
+            "n_eval": args.n_eval,
+        },
+        "rollout": {
+            "prompt_template": PROMPT,
+            "shard_size": 16,
+            "sampling": {"n": 4, "max_new_tokens": args.max_new_tokens},
+        },
+        "annotate": {
+            "budget_tokens": 0,
+            "completion": {"k": 4, "k_first": 2, "max_new_tokens": args.max_new_tokens},
+        },
+        "pairs": {"per_problem": 4},
+        "train_rm": {"optim": {"max_length": 768}},
+        "train_prm": {"optim": {"max_length": 768}},
+        "eval": {
+            "ns": [n for n in (1, 2, 4, 8, 16) if n <= args.samples],
+            "processbench": "",
+            "search": {"problems": 0},
+        },
+    }
+
+
+def build(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> dict[str, Path]:
+    """Models, problems, rollouts and both label sets; returns their paths."""
+    gguf = models.fetch(args.policy, ROOT / "data" / "bench-models")
+    shared = base_params(args, gguf)
+    p = write_params(work / "params.yaml", shared)
+    paths = {"policy": work / "policy", "verifier": work / "verifier",
+             "problems": work / "problems.arrow", "train": work / "rollouts_train.arrow",
+             "eval": work / "rollouts_eval.arrow"}  # fmt: skip
+    rwpipe("model", paths["policy"], "-p", p, timings=timings, name="model_policy")
+    v = write_params(work / "params-verifier.yaml", shared | {"model": {}})
+    rwpipe("model", paths["verifier"], "-p", v, timings=timings, name="model_verifier")
+    rwpipe("prepare", paths["problems"], "-p", p, timings=timings, name="prepare")
+    rwpipe("rollout", paths["problems"], paths["policy"], paths["train"], "--splits", "train",
+           "-p", p, timings=timings, name="rollout_train")  # fmt: skip
+    e = write_params(work / "params-eval.yaml", shared | {"rollout": shared["rollout"] | {
+        "sampling": {"n": args.samples, "max_new_tokens": args.max_new_tokens}}})  # fmt: skip
+    rwpipe("rollout", paths["problems"], paths["policy"], paths["eval"], "--splits", "eval",
+           "-p", e, timings=timings, name="rollout_eval")  # fmt: skip
+    for method in ("mc", "omegaprm"):
+        edit = shared | {"annotate": shared["annotate"] | {"method": method}}
+        m = write_params(work / f"params-{method}.yaml", edit)
+        paths[f"labels_{method}"] = work / f"labels_{method}.arrow"
+        rwpipe("annotate", paths["train"], paths["policy"], paths[f"labels_{method}"], "-p", m,
+               timings=timings, name=f"annotate_{method}")  # fmt: skip
+    return paths
+
+
+def train_verifiers(paths: dict[str, Path], work: Path, timings: dict[str, float]) -> None:
+    """The ORM (Bradley-Terry on MC-labelled pairs) and the three PRMs, on the verifier base."""
+    p = work / "params.yaml"
+    paths["pairs"] = work / "pairs.arrow"
+    rwpipe("pairs", paths["labels_mc"], paths["pairs"], "-p", p, timings=timings, name="pairs")
+    paths["orm"] = work / "orm"
+    rwpipe("train-rm", paths["labels_mc"], paths["verifier"], paths["orm"], "--pairs",
+           paths["pairs"], "-p", p, timings=timings, name="train_orm")  # fmt: skip
+    for name, (labels, kind) in PRMS.items():
+        q = write_params(work / f"params-{name}.yaml", yaml.safe_load(p.read_text()))
+        write_params(q, {"train_prm": {"kind": kind, "name": name}}, base=q)
+        paths[name] = work / name
+        rwpipe("train-prm", paths[f"labels_{labels}"], paths["verifier"], paths[name], "-p", q,
+               timings=timings, name=f"train_{name}")  # fmt: skip
+
+
+def evaluate(paths: dict[str, Path], work: Path, timings: dict[str, float]) -> dict[str, Any]:
+    """One eval run per PRM (the ORM with the first): claims a and b, flat."""
+    out: dict[str, Any] = {}
+    for i, name in enumerate(PRMS):
+        d = work / f"eval_{name}"
+        extra = ["--orm", paths["orm"]] if i == 0 else []
+        rwpipe("eval", paths["eval"], d, "--prm", paths[name], *extra, "-p",
+               work / "params.yaml", timings=timings, name=f"eval_{name}")  # fmt: skip
+        metrics = json.loads((d / "metrics.json").read_text())
+        out |= {f"policy_{k}": v for k, v in metrics["policy"].items()} if i == 0 else {}
+        for key, claim in metrics["claims"].items():
+            renamed = key.replace("prm_", f"{name}_", 1) if key.startswith("prm_") else key
+            if i and not renamed.startswith(name):
+                continue  # majority and the ORM: reported once, from the first run
+            out |= {f"claim_{renamed}_{k}": v for k, v in claim.items() if k != "ci_method"}
+            out[f"claim_{renamed}_ci_method"] = claim["ci_method"]
+    return out
+
+
+def label_quality(args: argparse.Namespace, policy: Path) -> dict[str, Any]:
+    """Claim c through bench/annotate.py's ProcessBench labelling, the policy as completer."""
+    import annotate
+
+    from rwpipe.eval.processbench import baseline_predictions, paired_f1_difference
+
+    ns = argparse.Namespace(model=str(policy), processbench=args.pb_items, k=4,
+                            pb_max_new_tokens=args.max_new_tokens)  # fmt: skip
+    got = annotate.run_child(ns, "pb")
+    items = annotate.processbench_sample(args.pb_items)
+    outcome = baseline_predictions(items)["outcome rule"]
+    out: dict[str, Any] = {"claim_c_items": len(got["labels"])}
+    for method in ("mc", "omegaprm"):
+        scores = annotate.processbench_scores(got["labels"], got[method]["pred"])
+        out |= {f"claim_c_{method}_{k}": v for k, v in scores.items()}
+        diff = paired_f1_difference(got[method]["pred"], outcome, got["labels"])
+        out |= {f"claim_c_{method}_minus_outcome_rule_{k}": v for k, v in diff.items()}
+        lo, hi = diff["ci95_lo"], diff["ci95_hi"]
+        out[f"claim_c_{method}_minus_outcome_rule_verdict"] = machine.verdict(lo, hi)
+        out[f"claim_c_{method}_tokens_per_label"] = round(got[method]["tokens"] / len(items), 1)
+        out[f"claim_c_{method}_seconds"] = round(got[method]["seconds"], 1)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--policy", default="qwen2.5-coder-0.5b-instruct", choices=sorted(models.MODELS)
+    )
+    ap.add_argument("--n-train", type=int, default=48)
+    ap.add_argument("--n-eval", type=int, default=64)
+    ap.add_argument("--samples", type=int, default=8, help="eval samples per problem (max N)")
+    ap.add_argument("--max-new-tokens", type=int, default=320)
+    ap.add_argument("--pb-items", type=int, default=100, help="ProcessBench solutions (claim c)")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-validity"))
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    machine.add_arguments(ap)
+    args = ap.parse_args()
+    started = machine.start(args.other_work)
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    results: dict[str, Any] = {k: v for k, v in vars(args).items()
+                               if k not in ("out", "results", "other_work")}  # fmt: skip
+    results |= {"verifier_base": "smollm2-135m-instruct", "prompt_template": PROMPT,
+                "claim_d": "not run: see bench/results/rl_prm.json (embedded default)"}  # fmt: skip
+    paths = build(args, args.out, timings)
+    train_verifiers(paths, args.out, timings)
+    results |= evaluate(paths, args.out, timings)
+    machine.write_results(args.results, results | timings, started)  # the slow part is done
+    if args.pb_items:
+        results |= label_quality(args, paths["policy"])
+    machine.write_results(args.results, results | timings, started)
+    print(json.dumps({k: v for k, v in results.items() if k.endswith("verdict")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
