@@ -125,7 +125,7 @@ STAGES = {
     "train_prm": "train_prm",
     "rl": "rl (GRPO)",
     "rollout_rl": "rollout_rl (the RL policy on eval)",
-    "eval": "eval (scores, best-of-N, beam search, report)",
+    "eval": "eval (scores, best-of-N, ProcessBench, claims, report)",
 }
 DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
 
@@ -214,6 +214,27 @@ def _pipeline_tests(r: dict) -> str:
         + (f", exit code {r['make_test_exit_code']}" if "make_test_exit_code" in r else "")
         + (f"; {counts}" if counts else "; outcome counts not recorded")
         + "."
+    )
+
+
+def pipeline_claims(res: Results) -> str:
+    """The timed run's claims table (its report.md opens with the same), or why there is none."""
+    if "pipeline" not in res:
+        return absent("pipeline")
+    r = res["pipeline"]
+    ids = [k[len("eval_claims_") : -len("_verdict")] for k in r
+           if k.startswith("eval_claims_") and k.endswith("_verdict")]  # fmt: skip
+    if not ids:
+        return "*This run predates the claims table (`eval.claims`); re-run bench/pipeline.py.*"
+    rows = []
+    for i in ids:
+        c = f"eval_claims_{i}"
+        rows.append([r[f"{c}_claim"], f"{sf(r[f'{c}_estimate'])} "
+                     f"{ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}",
+                     f"{r[f'{c}_n']} {r[f'{c}_unit']}", f"**{r[f'{c}_verdict']}**"])  # fmt: skip
+    methods = sorted({r[f"eval_claims_{i}_ci_method"] for i in ids})
+    return table(["claim", "estimate [95% CI]", "n", "verdict"], rows) + (
+        "\n\n95% CI: " + "; ".join(methods) + "."
     )
 
 
@@ -762,6 +783,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_run": run_region("pipeline"),
     "pipeline_table": pipeline_table,
     "pipeline_findings": pipeline_findings,
+    "pipeline_claims": pipeline_claims,
     "pipeline.install_minutes": pipeline_install_minutes,
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
