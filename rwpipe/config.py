@@ -356,21 +356,25 @@ class RLConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """PRM-guided step-level beam search on eval problems (rwpipe.eval.search)."""
+    """PRM-guided step-level search on eval problems (rwpipe.eval.search)."""
 
     problems: int = 0  # eval problems to search (the first ones; 0 = no search)
-    beam_width: int = 2
+    method: Literal["beam", "dvts", "particles"] = "beam"
+    beam_width: int = 2  # beams; dvts: independent subtrees; particles: particles
     expansions: int = 2  # next steps sampled per live beam
     max_steps: int = 8
     step_max_tokens: int = 64
     max_new_tokens: int = 192  # per solution: match rollout.sampling.max_new_tokens
     temperature: float = 0.8
     aggregation: Literal["min", "last", "prod", "mean", "sum"] = "last"
+    resample_temperature: float = 1.0  # particles: softmax temperature of the resampling
     engine: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
         if self.problems < 0 or min(self.beam_width, self.expansions, self.max_steps) < 1:
             raise ValueError("need problems >= 0 and beam_width, expansions, max_steps >= 1")
+        if self.resample_temperature <= 0:
+            raise ValueError("resample_temperature must be > 0")
         if self.temperature <= 0:
             raise ValueError("search samples: temperature must be > 0")
 

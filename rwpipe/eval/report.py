@@ -152,14 +152,19 @@ def _search_section(metrics: dict[str, Any]) -> list[str]:
     if "search" not in metrics:
         return []
     c = metrics["search"]
-    return ["", "## PRM-guided beam search against PRM best-of-N at matched tokens", "",
+    ess = (
+        f" Mean effective sample size after resampling: {c['ess_mean']:.2f}."
+        if "ess_mean" in c
+        else ""
+    )
+    return ["", "## PRM-guided search against PRM best-of-N at matched tokens", "",
             "| method | accuracy ± 95% CI | generated tokens / problem |",
             "| --- | --- | --- |",
-            f"| beam search ({c['config']}) | {c['accuracy']:.3f} ± "
+            f"| search ({c['config']}) | {c['accuracy']:.3f} ± "
             f"{1.96 * c['stderr']:.3f} | {c['tokens_per_problem']:.0f} |",
             f"| best-of-{c['bon_n']} (PRM) | {c['bon_accuracy']:.3f} ± "
             f"{1.96 * c['bon_stderr']:.3f} | {c['bon_tokens_per_problem']:.0f} |",
-            "", f"{c['problems']} eval problems; 95% CI: {CURVES_CI}."
+            "", f"{c['problems']} eval problems; 95% CI: {CURVES_CI}.{ess}"
             + (" The rollout pool holds fewer tokens per problem than the search spent."
                if c["bon_budget_short"] else "")]  # fmt: skip
 

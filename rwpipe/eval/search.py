@@ -1,4 +1,5 @@
-"""PRM-guided step-level beam search (test-time compute), through the Generator interface.
+"""PRM-guided step-level search (test-time compute): beam search, diverse verifier tree search
+and particle filtering, through the Generator interface.
 
 The search-and-learn recipe (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally"; the
 Hugging Face search-and-learn beam search): keep `beam_width` partial solutions per problem;
@@ -22,13 +23,16 @@ and against `max_new_tokens`.
 """
 
 import math
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rwpipe.backends import Completion, Generator, SamplingParams
 from rwpipe.config import SearchConfig
-from rwpipe.eval.metrics import ScoreKind, aggregate, score_kind
+from rwpipe.eval.metrics import ScoreKind, aggregate, score_kind, undefined
 from rwpipe.runtime import stable_seed
 from rwpipe.steps import StepRule
 
@@ -54,15 +58,29 @@ def beam_search(
     progress: Callable[[int, int], None] | None = None,
     kind: ScoreKind = "probability",
 ) -> list[dict[str, Any]]:
-    """Search every problem; one record per problem: the chosen solution text, its score, the
-    tokens the search generated for that problem, and the depth reached.
+    """Search every problem with `cfg.method`; one record per problem: the chosen solution
+    text, its score, the tokens the search generated for that problem (and, for particle
+    filtering, the effective sample size after each resampling).
+
+    Methods (all through one `generate` call per depth for every problem's live paths):
+
+    - `beam`: keep the `beam_width` best of all candidates (finished ones included).
+    - `dvts` (diverse verifier tree search, search-and-learn): `beam_width` independent
+      subtrees, each keeping only its own best candidate per depth (greedy under the PRM), so
+      that one high-scoring prefix cannot take the whole budget; the answer is the best
+      finished subtree.
+    - `particles` (particle filtering, Puri et al. 2025): `beam_width` particles, each
+      extended by one step per depth, then all resampled with replacement with probabilities
+      softmax(w / `resample_temperature`), w the aggregated score's log-odds (a probability)
+      or the score itself (a log-ratio); finished particles are carried along and can be
+      resampled. The answer is the highest-scoring finished particle.
 
     Args:
         generator: any engine.
         score: (questions, prompts, step lists) -> step scores per solution (a PRM).
         questions, prompts: the problems and their chat prompts.
         cfg: search knobs.
-        seed: sampling seed (per depth, derived from it).
+        seed: sampling seed (per depth, derived from it; resampling per problem and depth).
         rule: what a step is (default: a blank line ends one).
         eos_token_id: the end-of-solution token; by default the generator tokenizer's.
         progress: called with (problems finished, tokens) as the search goes.
@@ -70,43 +88,122 @@ def beam_search(
             otherwise, `rwpipe.eval.metrics.undefined`).
     """
     rule = rule if rule is not None else StepRule()
-    if eos_token_id is None:
-        eos_token_id = generator.tokenizer.eos_token_id  # type: ignore[attr-defined]
-    beams = [[Beam()] for _ in questions]
-    spent = [0] * len(questions)
+    search = _Search(generator, score, questions, prompts, cfg, seed=seed, kind=kind,
+                     rule=rule, eos_token_id=eos_token_id)  # fmt: skip
+    width = cfg.beam_width
+    # paths[p]: beam -> its beams; dvts -> one path per subtree; particles -> the particles
+    paths = [[Beam()] if cfg.method == "beam" else [Beam() for _ in range(width)]
+             for _ in questions]  # fmt: skip
+    ess: list[list[float]] = [[] for _ in questions]
     depth = 0
-    while any(not b.finished for group in beams for b in group):
-        live = [(p, b) for p, group in enumerate(beams) for b in group if not b.finished]
-        params = SamplingParams(
-            n=cfg.expansions, temperature=cfg.temperature, max_new_tokens=cfg.step_max_tokens,
-            stop=rule.stop, seed=stable_seed(seed, "search", depth), logprobs=False,
-        )  # fmt: skip
-        outputs = generator.generate([prompts[p] + "".join(b.steps) for p, b in live], params)
-        candidates: list[list[Beam]] = [[b for b in group if b.finished] for group in beams]
-        fresh: list[tuple[int, Beam]] = []
-        for (p, parent), completions in zip(live, outputs, strict=True):
-            for c in completions:
-                spent[p] += len(c.token_ids)
-                beam = _child(parent, c, rule, eos_token_id, cfg)
-                candidates[p].append(beam)
-                fresh.append((p, beam))
-        got = score([questions[p] for p, _ in fresh], [prompts[p] for p, _ in fresh],
-                    [b.steps for _, b in fresh])  # fmt: skip
-        for (_, b), steps in zip(fresh, got, strict=True):
-            value = aggregate(steps, cfg.aggregation, kind)
-            b.score = value if value == value else float("-inf")  # unscored: ranks last
-        for p in {p for p, _ in live}:
-            group = sorted(candidates[p], key=lambda b: b.score, reverse=True)
-            beams[p] = group[: cfg.beam_width]
+    while any(not b.finished for group in paths for b in group):
+        live = [(p, i) for p, group in enumerate(paths) for i, b in enumerate(group)
+                if not b.finished]  # fmt: skip
+        n = 1 if cfg.method == "particles" else cfg.expansions
+        children = search.expand([(p, paths[p][i]) for p, i in live], n, depth)
+        for p in dict.fromkeys(p for p, _ in live):
+            mine = [(i, kids) for (q, i), kids in zip(live, children, strict=True) if q == p]
+            if cfg.method == "beam":
+                pool = [b for b in paths[p] if b.finished] + [c for _, kids in mine for c in kids]
+                paths[p] = sorted(pool, key=lambda b: b.score, reverse=True)[:width]
+            elif cfg.method == "dvts":
+                for i, kids in mine:
+                    paths[p][i] = max(kids, key=lambda b: b.score)
+            else:
+                for i, kids in mine:
+                    paths[p][i] = kids[0]
+                paths[p], got = search.resample(paths[p], p, depth)
+                ess[p].append(got)
             if progress is not None:
-                progress(int(all(b.finished for b in beams[p])), 0)
+                progress(int(all(b.finished for b in paths[p])), 0)
         depth += 1
     out = []
-    for p, group in enumerate(beams):
+    for p, group in enumerate(paths):
         best = max(group, key=lambda b: b.score)
-        out.append({"text": "".join(best.steps), "steps": best.steps, "score": best.score,
-                    "tokens": spent[p]})  # fmt: skip
+        out.append(
+            {
+                "text": "".join(best.steps),
+                "steps": best.steps,
+                "score": best.score,
+                "tokens": search.spent[p],
+            }  # fmt: skip
+            | ({"ess": ess[p]} if cfg.method == "particles" else {})
+        )
     return out
+
+
+class _Search:
+    """One search's engine calls, token counts, scoring and resampling."""
+
+    def __init__(self, generator: Generator, score: Callable, questions: Sequence[str],
+                 prompts: Sequence[str], cfg: SearchConfig, *, seed: int, kind: ScoreKind,
+                 rule: StepRule, eos_token_id: int | None) -> None:  # fmt: skip
+        if (reason := undefined(cfg.aggregation, kind)) is not None:
+            raise ValueError(f"aggregation {cfg.aggregation}: {reason}")
+        self.generator, self.score_fn, self.cfg = generator, score, cfg
+        self.questions, self.prompts, self.seed, self.kind, self.rule = (
+            questions, prompts, seed, kind, rule)  # fmt: skip
+        if eos_token_id is None:
+            eos_token_id = generator.tokenizer.eos_token_id  # type: ignore[attr-defined]
+        self.eos = eos_token_id
+        self.spent = [0] * len(questions)  # generated tokens per problem
+
+    def expand(self, live: Sequence[tuple[int, Beam]], n: int, depth: int) -> list[list[Beam]]:
+        """`n` scored children of every live (problem, path), in order."""
+        cfg = self.cfg
+        params = SamplingParams(
+            n=n, temperature=cfg.temperature, max_new_tokens=cfg.step_max_tokens,
+            stop=self.rule.stop, seed=stable_seed(self.seed, "search", depth), logprobs=False,
+        )  # fmt: skip
+        prompts = [self.prompts[p] + "".join(b.steps) for p, b in live]
+        outputs = self.generator.generate(prompts, params)
+        children = []
+        for (p, parent), completions in zip(live, outputs, strict=True):
+            self.spent[p] += sum(len(c.token_ids) for c in completions)
+            children.append([_child(parent, c, self.rule, self.eos, cfg) for c in completions])
+        flat = [(p, b) for (p, _), kids in zip(live, children, strict=True) for b in kids]
+        got = self.score_fn(
+            [self.questions[p] for p, _ in flat],
+            [self.prompts[p] for p, _ in flat],
+            [b.steps for _, b in flat],
+        )
+        for (_, b), steps in zip(flat, got, strict=True):
+            value = aggregate(steps, cfg.aggregation, self.kind)
+            b.score = value if value == value else float("-inf")  # unscored: ranks last
+        return children
+
+    def resample(self, particles: list[Beam], p: int, depth: int) -> tuple[list[Beam], float]:
+        """Particles drawn with replacement by `resample_weights`; and the effective sample size
+        of those weights, 1 / sum(w^2) (N when uniform, 1 when one particle has all)."""
+        weights = resample_weights([b.score for b in particles], self.kind,
+                                   self.cfg.resample_temperature)  # fmt: skip
+        rng = random.Random(stable_seed(self.seed, "particles", p, depth))
+        picked = rng.choices(range(len(particles)), weights=weights, k=len(particles))
+        drawn = [Beam(list(particles[i].steps), particles[i].score, particles[i].finished,
+                      particles[i].tokens) for i in picked]  # fmt: skip
+        return drawn, 1.0 / math.fsum(w * w for w in weights)
+
+
+def resample_weights(scores: Sequence[float], kind: ScoreKind, temperature: float) -> list[float]:
+    """Resampling probabilities: softmax over the particles of w / temperature, w the log-odds
+    of a probability score (clamped to [1e-6, 1 - 1e-6]) or a log-ratio score itself. An
+    unscored particle (-inf) gets 0 unless all are unscored (then uniform)."""
+
+    def logit(s: float) -> float:
+        if s == float("-inf"):
+            return s
+        if kind == "log_ratio":
+            return s
+        s = min(max(s, 1e-6), 1 - 1e-6)
+        return math.log(s / (1 - s))
+
+    w = [logit(s) / temperature for s in scores]
+    top = max(w)
+    if top == float("-inf"):
+        return [1.0 / len(w)] * len(w)
+    e = [math.exp(x - top) for x in w]
+    total = math.fsum(e)
+    return [x / total for x in e]
 
 
 def _child(
@@ -122,6 +219,15 @@ def _child(
     steps = parent.steps + ([step] if step else [])
     done = ended or not step or len(steps) >= cfg.max_steps or tokens >= cfg.max_new_tokens
     return Beam(steps, finished=done, tokens=tokens)
+
+
+def describe(cfg: SearchConfig) -> str:
+    """The search's settings in a few words, for the report."""
+    if cfg.method == "particles":
+        return (f"particle filtering, {cfg.beam_width} particles, resampling temperature "
+                f"{cfg.resample_temperature}, agg {cfg.aggregation}")  # fmt: skip
+    what = "DVTS" if cfg.method == "dvts" else "beam"
+    return f"{what} {cfg.beam_width} x {cfg.expansions}, agg {cfg.aggregation}"
 
 
 def evaluate_search(
@@ -192,5 +298,6 @@ def evaluate_search(
         "bon_accuracy": bon["accuracy"],
         "bon_stderr": bon["stderr"],
         "bon_budget_short": tokens > top * per_sample,  # the pool has fewer tokens than search
-        "config": f"beam {cfg.beam_width} x {cfg.expansions}, agg {cfg.aggregation}",
-    }
+        "config": describe(cfg),
+    } | ({"ess_mean": float(np.mean([e for r in results for e in r["ess"]]))}
+         if cfg.method == "particles" else {})  # fmt: skip
