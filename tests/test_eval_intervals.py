@@ -130,6 +130,6 @@ def test_every_interval_names_its_method(tmp_path):
     )
     assert "95% CI: percentile bootstrap over problems, 1000 resamples" in section("Pairwise")
     assert "95% CI: normal approximation: ± 1.96 standard errors over problems" in section(
-        "PRM-guided beam search"
+        "PRM-guided search"
     )
     assert "95% CI: percentile bootstrap over solutions, 1000 resamples" in section("ProcessBench")
