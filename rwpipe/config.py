@@ -97,7 +97,7 @@ class VLLMConfig:
     # every call's prompts (rwpipe.backends.replicas); applies to the hf backend too.
     data_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85  # CUDA only; on CPU the KV cache is kv_cache_gib
-    kv_cache_gib: int = 2  # CPU KV cache size (VLLM_CPU_KVCACHE_SPACE)
+    kv_cache_gib: float = 2.0  # CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = True  # CPU: torch.compile costs minutes at start and was slower here
     max_model_len: int = 2048
 
