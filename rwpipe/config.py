@@ -393,6 +393,8 @@ class EvalConfig:
     # over subsets.
     processbench: str = ""
     processbench_max: int = 0  # items (0 = all)
+    prmbench: str = ""  # a PRMBench-format JSONL file: PRMScore per error class ("" = skip)
+    prmbench_max: int = 0  # items per error class (0 = all)
     threshold: float = 0.5  # a PRM step score below this marks a wrong step (fixed rule)
     # ProcessBench-format file(s) to tune the threshold on instead (best F1); never one of the
     # reported subsets. "" = the fixed threshold above.

@@ -113,6 +113,7 @@ def digest_inputs(params: str | Path) -> dict[str, dict[str, Any]]:
         "eval": {
             "eval.processbench": file_list("eval.processbench", evaluate.processbench),
             "eval.threshold_tune": file_list("eval.threshold_tune", evaluate.threshold_tune),
+            "eval.prmbench": file_list("eval.prmbench", evaluate.prmbench),
         },
     }
 

@@ -64,7 +64,8 @@ def test_a_directory_and_a_local_model_source_are_digested(tmp_path, write_param
     assert list(got["model"]["model.source"]["files"]) == [(model / "config.json").as_posix()]
     assert got["prepare"]["prepare.train"] == {"value": "synthetic"}
     assert got["eval"] == {
-        "eval.processbench": {"value": "sample"}, "eval.threshold_tune": {"value": ""}
+        "eval.processbench": {"value": "sample"}, "eval.threshold_tune": {"value": ""},
+        "eval.prmbench": {"value": ""},
     }  # fmt: skip
 
 
@@ -84,6 +85,7 @@ def test_processbench_sample_and_hub_ids_are_recorded_local_files_digested(tmp_p
         ("prepare", "train", "no/such/train.jsonl", "no/such/train.jsonl"),
         ("prepare", "eval", "missing-dir", "missing-dir"),
         ("eval", "threshold_tune", "{ok}, gone.json", "gone.json"),
+        ("eval", "prmbench", "no/prmbench.jsonl", "no/prmbench.jsonl"),
     ],
 )
 def test_a_missing_named_file_is_one_line_naming_param_and_path(

@@ -28,6 +28,7 @@ class Inputs(NamedTuple):
     models: dict[str, Path]  # "orm" / "prm" -> model directory
     subsets: dict[str, list[dict[str, Any]]] | None  # ProcessBench subsets, if configured
     tune: list[dict[str, Any]] | None  # ProcessBench items to tune the PRM threshold on
+    prmbench: list[dict[str, Any]] | None = None  # PRMBench items, if configured
 
 
 def run(
@@ -134,7 +135,12 @@ def check_inputs(
         subsets = processbench.load_subsets(cfg.processbench, cfg.processbench_max)
         if cfg.threshold_tune and prm is not None:
             tune = [x for v in processbench.load_subsets(cfg.threshold_tune).values() for x in v]
-    return Inputs(rows, rl_rows, models, subsets, tune)
+    prm_items = None
+    if cfg.prmbench:
+        from rwpipe.eval.prmbench import load_prmbench
+
+        prm_items = load_prmbench(cfg.prmbench, cfg.prmbench_max)
+    return Inputs(rows, rl_rows, models, subsets, tune, prm_items)
 
 
 def _split_rows(path: Path, split: str) -> list[dict[str, Any]]:
@@ -163,8 +169,8 @@ def _reward_model(
     name: str, path: Path, inputs: Inputs, cfg: EvalConfig, base: BaseConfig, rule: StepRule,
     policy: Path | None,
 ) -> tuple[Scores, str, dict[str, Any]]:  # fmt: skip
-    """Score the rollouts with one reward model; for the PRM, also run beam search and
-    ProcessBench while it is loaded. Returns its scores by key, their kind
+    """Score the rollouts with one reward model; for the PRM, also run the search, ProcessBench
+    and PRMBench while it is loaded. Returns its scores by key, their kind
     (`rwpipe.eval.metrics.score_kind`) and the metrics found.
 
     Raises:
@@ -186,6 +192,11 @@ def _reward_model(
         metrics["search"] = _search(scorer, policy, inputs.rows, scores, cfg, base, rule)
     if name == "prm" and inputs.subsets is not None:
         metrics |= _processbench(scorer, inputs, cfg, rule)
+    if name == "prm" and inputs.prmbench is not None:
+        from rwpipe.eval import prmbench
+
+        metrics["prmbench"] = prmbench.evaluate(scorer, inputs.prmbench, cfg.threshold,
+                                                cfg.batch_size, rule)  # fmt: skip
     return scores, kind, metrics
 
 

@@ -89,6 +89,8 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
             lines += _processbench_section(metrics[key], title)
     if "processbench_baselines" in metrics:
         lines += _baselines_section(metrics["processbench_baselines"])
+    if "prmbench" in metrics:
+        lines += _prmbench_section(metrics["prmbench"])
     return "\n".join(lines) + "\n"
 
 
@@ -204,3 +206,19 @@ def _baselines_section(baselines: dict[str, dict[str, dict[str, Any]]]) -> list[
                          f"[{_fmt(pb['f1_lo'])}, {_fmt(pb['f1_hi'])}] |")  # fmt: skip
     return lines + ["", "Outcome rule: flag step 0 exactly when the final answer is wrong "
                     "(the items' `final_answer_correct`)."]  # fmt: skip
+
+
+def _prmbench_section(result: dict[str, Any]) -> list[str]:
+    """PRMBench: F1 of correct and of erroneous steps and PRMScore, per error class."""
+    lines = ["", "## PRMBench (PRM step judgements by error class)", "",
+             "| error class | solutions | F1 | F1 erroneous | PRMScore [95% CI] |",
+             "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, c in result.items():
+        if isinstance(c, dict):
+            label = "**overall** (mean over classes)" if name == "overall" else name
+            lines.append(f"| {label} | {c['solutions']} | {_fmt(c['f1'])} | "
+                         f"{_fmt(c['f1_neg'])} | {_fmt(c['prmscore'])} "
+                         f"[{_fmt(c['prmscore_lo'])}, {_fmt(c['prmscore_hi'])}] |")  # fmt: skip
+    return lines + ["", f"A step scored below {result['threshold']} counts as erroneous; "
+                    f"PRMScore = 0.5 F1 + 0.5 F1 erroneous; 95% CI: "
+                    f"{result['overall']['ci_method']}."]  # fmt: skip
