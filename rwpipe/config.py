@@ -157,7 +157,8 @@ class CompletionConfig:
 class JudgeConfig:
     """An LLM judge (rwpipe.judge): the annotate stage's model (local) or a server."""
 
-    mode: Literal["critique", "verdict"] = "critique"  # first wrong step, or outcome verdict
+    # first wrong step, outcome verdict, or (eval's critic only) which of two solutions is better
+    mode: Literal["critique", "verdict", "pairwise"] = "critique"
     # An OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 ("" = run the stage's model
     # locally through `engine`).
     base_url: str = ""
@@ -203,6 +204,8 @@ class AnnotateConfig:
     def __post_init__(self) -> None:
         if self.shard_size < 1 or self.budget_tokens < 0:
             raise ValueError("shard_size must be >= 1 and budget_tokens >= 0")
+        if self.judge.mode == "pairwise":
+            raise ValueError("judge.mode pairwise compares two solutions: it labels no rollout")
         if self.method == "consensus" and self.judge.mode != "critique":
             raise ValueError("method consensus compares first errors: judge.mode must be critique")
 

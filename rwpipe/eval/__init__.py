@@ -78,7 +78,10 @@ def run(
             name, path, inputs, cfg, base, rule, policy
         )
         metrics |= found
-    if inputs.subsets is not None and (critic is not None or cfg.critic.base_url):
+    judging = critic is not None or bool(cfg.critic.base_url)
+    if judging and cfg.critic.mode == "pairwise":
+        metrics["pairwise_judge"] = _pairwise_judge(critic, inputs.rows, cfg, base)
+    elif judging and inputs.subsets is not None:
         metrics["processbench_critic"] = _critic(critic, inputs.subsets, cfg, base)
     if scores:
         metrics["score_kinds"] = kinds
@@ -259,18 +262,44 @@ def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) 
     return out
 
 
-def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:
-    """ProcessBench for an LLM critic: a local model (`critic`) or `eval.critic.base_url`."""
+def _judge_backend(critic: Path | None, cfg: EvalConfig, base: BaseConfig) -> tuple[Any, Any]:
+    """The critic: `eval.critic`'s server, else the local model `critic` on its own engine
+    (returned second, for the caller to close)."""
     from rwpipe.backends import load_engine
-    from rwpipe.eval import processbench
     from rwpipe.judge import LocalJudge, OpenAIJudge
 
-    j, generator = cfg.critic, None
-    if j.base_url:
-        backend = OpenAIJudge.from_config(j)
-    else:
-        generator = load_engine(critic, cfg.search.engine, device=base.device, seed=base.seed)
-        backend = LocalJudge(generator)
+    if cfg.critic.base_url:
+        return OpenAIJudge.from_config(cfg.critic), None
+    generator = load_engine(critic, cfg.search.engine, device=base.device, seed=base.seed)
+    return LocalJudge(generator), generator
+
+
+def _pairwise_judge(critic: Path | None, rows: list[dict[str, Any]], cfg: EvalConfig,
+                    base: BaseConfig) -> dict[str, Any]:  # fmt: skip
+    """RewardBench-style accuracy of a pairwise judge on the rollouts' (correct, incorrect)
+    pairs, both orders asked (`rwpipe.eval.judge_pairs`)."""
+    from rwpipe.eval.judge_pairs import correct_incorrect_pairs, pairwise_judge_accuracy
+    from rwpipe.judge import judge_pairs
+
+    pairs = correct_incorrect_pairs(rows)
+    backend, generator = _judge_backend(critic, cfg, base)
+    j = cfg.critic
+    try:
+        judged = judge_pairs(backend, [(q, a, b) for _, q, a, b in pairs], k=j.k,
+                             temperature=j.temperature, max_tokens=j.max_new_tokens,
+                             seed=base.seed)  # fmt: skip
+    finally:
+        if generator is not None:
+            generator.close()
+    return pairwise_judge_accuracy([p for p, *_ in pairs], judged, base.seed)
+
+
+def _critic(critic: Path | None, subsets: dict, cfg: EvalConfig, base: BaseConfig) -> dict:
+    """ProcessBench for an LLM critic: a local model (`critic`) or `eval.critic.base_url`."""
+    from rwpipe.eval import processbench
+
+    j = cfg.critic
+    backend, generator = _judge_backend(critic, cfg, base)
     try:
         per = {
             k: processbench.evaluate_critic(backend, v, k=j.k, temperature=j.temperature,

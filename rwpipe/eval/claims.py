@@ -12,6 +12,8 @@ Claims (each only where the run has what it needs):
 - `prm_beats_outcome_rule`: the PRM's ProcessBench F1 (human step labels) minus that of the
   outcome rule, which flags step 0 exactly when the final answer is wrong: does the PRM find
   *where* a solution goes wrong better than knowing *whether* it does.
+- `judge_beats_chance`: a pairwise LLM judge's accuracy on (correct, incorrect) pairs, both
+  orders asked, minus 0.5 (`rwpipe.eval.judge_pairs`).
 
 Selection differences are paired per problem on the same random subsets (every rule draws
 them from one seed): mean ± 1.96 standard errors of the per-problem differences. Verdict:
@@ -109,14 +111,26 @@ def claims(
 
 
 def _processbench_claim(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    out = _judge_claim(metrics)
     if "processbench_vs_outcome_rule" not in metrics:
-        return {}
+        return out
     c = metrics["processbench_vs_outcome_rule"]
     subsets = ", ".join(k for k in metrics.get("processbench", {}) if k != "average")
-    return {"prm_beats_outcome_rule": _claim(
+    return out | {"prm_beats_outcome_rule": _claim(
         f"PRM finds the first wrong step better than the outcome rule (ProcessBench F1, "
         f"human labels; {subsets})", c["estimate"], c["ci95_lo"], c["ci95_hi"], c["n"],
         "solutions", c["ci_method"],
+    )}  # fmt: skip
+
+
+def _judge_claim(metrics: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    c = metrics.get("pairwise_judge", {})
+    if not c.get("pairs"):
+        return {}
+    return {"judge_beats_chance": _claim(
+        "the pairwise judge prefers the correct solution (both orders) above chance",
+        c["accuracy"] - 0.5, c["ci95_lo"] - 0.5, c["ci95_hi"] - 0.5, c["pairs"], "pairs",
+        c["ci_method"],
     )}  # fmt: skip
 
 

@@ -91,6 +91,8 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
         lines += _baselines_section(metrics["processbench_baselines"])
     if "prmbench" in metrics:
         lines += _prmbench_section(metrics["prmbench"])
+    if metrics.get("pairwise_judge", {}).get("pairs"):
+        lines += _judge_section(metrics["pairwise_judge"])
     return "\n".join(lines) + "\n"
 
 
@@ -222,3 +224,13 @@ def _prmbench_section(result: dict[str, Any]) -> list[str]:
     return lines + ["", f"A step scored below {result['threshold']} counts as erroneous; "
                     f"PRMScore = 0.5 F1 + 0.5 F1 erroneous; 95% CI: "
                     f"{result['overall']['ci_method']}."]  # fmt: skip
+
+
+def _judge_section(c: dict[str, Any]) -> list[str]:
+    """The pairwise LLM judge on the rollouts' (correct, incorrect) pairs."""
+    return ["", "## Pairwise LLM judge (correct against incorrect samples, both orders)", "",
+            "| accuracy [95% CI] | pairs | problems | ties (orders disagree) | abstained | "
+            "position A chosen |", "| --- | --- | --- | --- | --- | --- |",
+            f"| {c['accuracy']:.3f} [{c['ci95_lo']:.3f}, {c['ci95_hi']:.3f}] | {c['pairs']} | "
+            f"{c['problems']} | {c['ties']} | {c['abstained']} | {_fmt(c['position_a_rate'])} |",
+            "", f"A tie scores 1/2, an abstention 0; 95% CI: {c['ci_method']}."]  # fmt: skip

@@ -14,10 +14,11 @@ Two backends answer one user message with k samples:
   shards it already finished.
 
 Prompts are package data (`rwpipe/judge/templates/`): `outcome.txt` (with or without the
-reference answer) and `critique.txt` (ProcessBench's critic prompt: paragraphs tagged and
-indexed from 0, the first wrong one boxed, -1 for none). Parsing is strict
-(`rwpipe.judge.parse`): an unparseable sample is an abstention, and a judgement whose samples
-all abstain (or tie) is stored as an abstention with the raw text.
+reference answer), `critique.txt` (ProcessBench's critic prompt: paragraphs tagged and
+indexed from 0, the first wrong one boxed, -1 for none) and `pairwise.txt` (two solutions of
+one problem, A or B boxed; `judge_pairs` asks both orders to cancel position bias). Parsing
+is strict (`rwpipe.judge.parse`): an unparseable sample is an abstention, and a judgement
+whose samples all abstain (or tie) is stored as an abstention with the raw text.
 """
 
 import os
@@ -32,7 +33,7 @@ from typing import Any, Protocol
 
 from rwpipe.backends import Generator, SamplingParams
 from rwpipe.errors import InputError
-from rwpipe.judge.parse import parse_first_error, parse_verdict
+from rwpipe.judge.parse import parse_choice, parse_first_error, parse_verdict
 from rwpipe.runtime import stable_seed
 
 
@@ -67,6 +68,10 @@ def critique_message(question: str, steps: Sequence[str]) -> str:
         f"<paragraph_{i}>\n{s.strip()}\n</paragraph_{i}>" for i, s in enumerate(steps)
     )
     return fill(template("critique"), question=question, tagged_steps=tagged)
+
+
+def pairwise_message(question: str, first: str, second: str) -> str:
+    return fill(template("pairwise"), question=question, first=first, second=second)
 
 
 @dataclass
@@ -105,6 +110,37 @@ def judge_first_errors(backend: JudgeBackend, items: Sequence[tuple[str, Sequenc
     for texts, (_, steps) in zip(replies, items, strict=True):
         num_steps = len(steps)
         out.append(_vote(texts, lambda t, n=num_steps: parse_first_error(t, n)))
+    return out
+
+
+@dataclass
+class PairJudgement:
+    """One pair judged in both orders: x shown first, then y shown first."""
+
+    preferred: str | None  # "x", "y", "tie" (the two orders disagree) or None (both abstain)
+    forward: Judgement  # x as A, y as B: "A" means x
+    swapped: Judgement  # y as A, x as B: "A" means y
+
+
+def judge_pairs(backend: JudgeBackend, items: Sequence[tuple[str, str, str]], *, k: int,
+                temperature: float, max_tokens: int, seed: int) -> list[PairJudgement]:  # fmt: skip
+    """Which of two solutions is better, for (question, x, y) items, asked twice with the
+    order swapped so that position bias cancels (k samples each way, majority per order).
+
+    Both orders agreeing give their choice; disagreeing ones (the judge followed the position,
+    not the content) give "tie"; one abstaining order leaves the other's choice; both
+    abstaining give None.
+    """
+    messages = [m for q, x, y in items for m in (pairwise_message(q, x, y),
+                                                 pairwise_message(q, y, x))]  # fmt: skip
+    replies = backend.complete(messages, k, temperature, max_tokens, seed)
+    out = []
+    for i in range(len(items)):
+        fwd, swp = _vote(replies[2 * i], parse_choice), _vote(replies[2 * i + 1], parse_choice)
+        picks = [v for v in ({"A": "x", "B": "y"}.get(fwd.value),
+                             {"A": "y", "B": "x"}.get(swp.value)) if v is not None]  # fmt: skip
+        preferred = None if not picks else picks[0] if len(set(picks)) == 1 else "tie"
+        out.append(PairJudgement(preferred, fwd, swp))
     return out
 
 

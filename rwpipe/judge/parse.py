@@ -1,6 +1,6 @@
 """Strict, pure parsing of judge outputs.
 
-Both modes read the judge's *last* `\\boxed{...}` (the ProcessBench critic protocol and most
+Every mode reads the judge's *last* `\\boxed{...}` (the ProcessBench critic protocol and most
 judge prompts ask for the final decision boxed; earlier boxes are usually quoted working).
 Anything else (no box, an empty box, a value outside the allowed set, an index out of range) is
 an abstention: the caller stores None and the raw text, never guesses.
@@ -72,3 +72,12 @@ def parse_first_error(text: str, num_steps: int) -> int | None:
         return None
     index = int(value)
     return index if -1 <= index < num_steps else None
+
+
+CHOICES = {"a": "A", "b": "B", "solution a": "A", "solution b": "B", "(a)": "A", "(b)": "B"}
+
+
+def parse_choice(text: str) -> str | None:
+    """ "A" or "B" from the last boxed value (pairwise mode), or None (abstain)."""
+    boxed = last_boxed(text)
+    return None if boxed is None else CHOICES.get(_clean(boxed))
