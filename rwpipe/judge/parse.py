@@ -30,7 +30,9 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _clean(value: str) -> str:
+def clean_boxed(value: str) -> str:
+    """A boxed value as compared: `\\text{...}` unwrapped, `$`, dots and spaces stripped, lower
+    case."""
     value = re.sub(r"\\text\{([^{}]*)\}", r"\1", value)
     return value.strip().strip("$ .").lower()
 
@@ -48,7 +50,7 @@ def parse_verdict(text: str, sentence: bool = False) -> str | None:
     """
     boxed = last_boxed(text)
     if boxed is not None:
-        return VERDICTS.get(_clean(boxed))
+        return VERDICTS.get(clean_boxed(boxed))
     if not sentence:
         return None
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
@@ -67,7 +69,7 @@ def parse_first_error(text: str, num_steps: int) -> int | None:
     boxed = last_boxed(text)
     if boxed is None:
         return None
-    value = _clean(boxed)
+    value = clean_boxed(boxed)
     if not re.fullmatch(r"-?\d+", value):
         return None
     index = int(value)
@@ -80,4 +82,4 @@ CHOICES = {"a": "A", "b": "B", "solution a": "A", "solution b": "B", "(a)": "A",
 def parse_choice(text: str) -> str | None:
     """ "A" or "B" from the last boxed value (pairwise mode), or None (abstain)."""
     boxed = last_boxed(text)
-    return None if boxed is None else CHOICES.get(_clean(boxed))
+    return None if boxed is None else CHOICES.get(clean_boxed(boxed))
