@@ -137,3 +137,18 @@ def test_the_report_opens_with_the_claims(tmp_path):
     assert "| majority vote at N=2 beats pass@1 (self-consistency) | +0.333 [" in text
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["claims"]["majority_beats_pass1"]["verdict"] == SHOWN  # 1/3 ± 1.96 * 1/6
+
+
+def test_a_limit_takes_a_fixed_random_subset_not_the_first_lines(tmp_path):
+    # ProcessBench files list erroneous solutions first: a prefix would hold no correct one
+    items = [{"id": f"e{i}", "problem": "p", "steps": ["a", "b"], "label": 1} for i in range(10)]
+    items += [{"id": f"c{i}", "problem": "p", "steps": ["a", "b"], "label": -1} for i in range(10)]
+    path = tmp_path / "pb.json"
+    path.write_text(json.dumps(items))
+    got = processbench.load_processbench(path, limit=10)
+    assert len(got) == 10 and {x["label"] for x in got} == {1, -1}
+    assert [x["id"] for x in got] == [x["id"] for x in items if x in got]  # file order kept
+    assert got == processbench.load_processbench(path, limit=10)  # the same subset every time
+    for name, subset in processbench.load_subsets("sample", limit=64).items():
+        labels = [x["label"] for x in subset]
+        assert len(labels) == 64 and -1 in labels and max(labels) >= 0, name

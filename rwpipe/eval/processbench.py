@@ -15,6 +15,7 @@ items' `final_answer_correct`), which a critic must beat to show it finds *where
 goes wrong rather than *whether* it does.
 """
 
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,8 @@ BASELINES = ("never flag", "always flag step 0", "outcome rule")
 
 
 def load_processbench(path: str | Path, limit: int = 0) -> list[dict[str, Any]]:
-    """Items of a ProcessBench-format JSON (or JSONL) file: problem, steps, label (-1: none).
+    """Items of a ProcessBench-format JSON (or JSONL) file: problem, steps, label (-1: none);
+    `limit` of them (0 = all) as `subsample` picks them.
 
     Raises:
         InputError: unreadable file, or an item without the fields or with a bad label.
@@ -62,7 +64,23 @@ def _checked(path: Any, items: list[Any], limit: int) -> list[dict[str, Any]]:
             raise InputError(f"{path}: item {i} has label {x['label']} for {len(x['steps'])} steps")
     if not items:
         raise InputError(f"{path}: no items")
-    return items[:limit] if limit else items
+    return subsample(items, limit)
+
+
+def subsample(items: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """`limit` items (0 = all) picked by the order of sha256 of each item's id (its problem text
+    where it has none), kept in file order: a fixed random subset. The first `limit` lines
+    would not do: ProcessBench files list their erroneous solutions before the correct ones,
+    so a prefix can hold no correct solution at all (and ProcessBench F1 is then undefined)."""
+    if not limit or limit >= len(items):
+        return items
+
+    def key(i: int) -> str:
+        x = items[i]
+        return hashlib.sha256(str(x.get("id", x["problem"])).encode()).hexdigest()
+
+    keep = set(sorted(range(len(items)), key=key)[:limit])
+    return [x for i, x in enumerate(items) if i in keep]
 
 
 def score_items(
