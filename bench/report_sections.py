@@ -163,7 +163,6 @@ def pipeline_findings(res: Results) -> str:
             ("eval_policy_pass_at_", "pass@k beyond k = 1"),
             ("train_prm_", "the PRM's held-out metrics"),
             ("train_rm_", "the ORM's held-out metrics"),
-            ("eval_search_", "beam search"),
         )
         if not any(k.startswith(prefix) for k in r)
     ]
@@ -226,12 +225,16 @@ def pipeline_claims(res: Results) -> str:
            if k.startswith("eval_claims_") and k.endswith("_verdict")]  # fmt: skip
     if not ids:
         return "*This run predates the claims table (`eval.claims`); re-run bench/pipeline.py.*"
+    first = ("rl_raises_pass1", "majority_beats_pass1")  # the report's order, then the rest
+    ids = [i for i in first if i in ids] + [i for i in ids if i not in first]
     rows = []
     for i in ids:
         c = f"eval_claims_{i}"
-        rows.append([r[f"{c}_claim"], f"{sf(r[f'{c}_estimate'])} "
-                     f"{ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}",
-                     f"{r[f'{c}_n']} {r[f'{c}_unit']}", f"**{r[f'{c}_verdict']}**"])  # fmt: skip
+        est = r[f"{c}_estimate"]
+        shown = (f"{sf(est)} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}"
+                 if est == est else "undefined (NaN)")  # fmt: skip
+        rows.append([r[f"{c}_claim"], shown, f"{r[f'{c}_n']} {r[f'{c}_unit']}",
+                     f"**{r[f'{c}_verdict']}**"])  # fmt: skip
     methods = sorted({r[f"eval_claims_{i}_ci_method"] for i in ids})
     return table(["claim", "estimate [95% CI]", "n", "verdict"], rows) + (
         "\n\n95% CI: " + "; ".join(methods) + "."

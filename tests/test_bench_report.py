@@ -114,13 +114,15 @@ def test_an_inline_region_may_not_start_a_line(copy):
     assert "inline region 'judge_probe.boxed_abstained' starts a line" in result.stderr
 
 
-def test_a_stored_verdict_must_match_its_interval(copy):
-    _edit(copy / "bench/results/rl_prm.json", lambda r: r | {"prm_clip_verdict": "shown"})
+def test_a_stored_verdict_must_match_its_interval(copy, bench):
+    path = copy / "bench/results/rl_prm.json"
+    r = json.loads(path.read_text())
+    truth = bench["machine"].verdict(r["prm_clip_delta_ci95_lo"], r["prm_clip_delta_ci95_hi"])
+    wrong = next(v for v in ("shown", "contradicted") if v != truth)
+    _edit(path, lambda r: r | {"prm_clip_verdict": wrong})
     result = _report(copy, "--check")
     assert result.returncode == 1
-    assert "prm_clip_verdict is 'shown', its interval gives 'not shown at this size'" in (
-        result.stderr
-    )
+    assert f"prm_clip_verdict is '{wrong}', its interval gives '{truth}'" in result.stderr
 
 
 def test_verdict_reads_the_interval(bench):
@@ -134,13 +136,17 @@ def test_verdict_reads_the_interval(bench):
 def test_credits_not_in_the_results_are_rows_that_say_not_run(bench):
     sections = bench["report_sections"]
     res = bench["report"].load(RESULTS)
-    rows = sections.rl_prm_table(res).splitlines()
+    full = res["rl_prm"]
+    # a file without the min_form and delta variants, whose sum run predates two curves
+    old = {k: v for k, v in full.items() if not k.startswith(("prm_min_", "prm_delta_"))}
+    curves = ("prm_sum_train_steps_per_solution", "prm_sum_train_prm_step_score")
+    old = {k: v for k, v in old.items() if not k.startswith(curves)}
+    rows = sections.rl_prm_table(res | {"rl_prm": old}).splitlines()
     assert "| `min_form` | not run |" in "\n".join(rows)
     assert "| `delta` | not run |" in "\n".join(rows)
-    # The sum run predates the step-count and PRM-score curves: said, not filled in.
     (sum_row,) = [row for row in rows if row.startswith("| `sum`")]
     assert sum_row.count("not recorded") == 2
-    dropped = res | {"rl_prm": {k: v for k, v in res["rl_prm"].items() if "clip" not in k}}
+    dropped = res | {"rl_prm": {k: v for k, v in full.items() if "clip" not in k}}
     assert "| `clip` | not run |" in sections.rl_prm_table(dropped)
     assert "*Not run: `bench/results/rl_prm.json` is absent.*" in sections.rl_prm_table(
         {k: v for k, v in res.items() if k != "rl_prm"}
