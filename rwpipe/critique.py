@@ -5,6 +5,8 @@ A critique walks the solution's steps in order. Each checked step gets a line
 
     Step k: <comment> The step is \\boxed{correct}.      (or \\boxed{incorrect})
 
+(a templated critique has no comment; a sampled one may reason there)
+
 and the critique ends at the first incorrect step (what follows an error is not judged, as in
 ProcessBench and OmegaPRM labels) with
 
@@ -20,12 +22,15 @@ way; a line that does not follow the format ends the parse there (strict: nothin
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rwpipe.judge.parse import clean_boxed, last_boxed
 
 OPENING = "Let me verify the solution step by step."
-COMMENT = {1: "This step follows from what came before.", 0: "This step is wrong."}
+# The words before a verdict never depend on it, so that a generative PRM can be scored in one
+# teacher-forced pass: P("correct") at each `\\boxed{` with the earlier steps judged correct.
+CHECK = "The step is"
 VERDICT_WORD = {1: "correct", 0: "incorrect"}
 STEP_LINE = re.compile(r"^Step (\d+):(.*)$")
 
@@ -54,7 +59,7 @@ def format_critique(labels: Sequence[int | None]) -> str:
         raise ValueError("a critique needs every step labelled up to the first incorrect one")
     lines = [OPENING]
     for k, y in enumerate(stated, start=1):
-        lines.append(f"Step {k}: {COMMENT[y]} The step is \\boxed{{{VERDICT_WORD[y]}}}.")
+        lines.append(f"Step {k}: {CHECK} \\boxed{{{VERDICT_WORD[y]}}}.")
     first = next((k for k, y in enumerate(stated, start=1) if y == 0), -1)
     lines.append(f"The first incorrect step is \\boxed{{{first}}}.")
     return "\n".join(lines)
@@ -89,3 +94,23 @@ def parse_critique(text: str, num_steps: int) -> tuple[list[int], int | None]:
     if closing is None or closing != stated or (stated == -1 and len(verdicts) < num_steps):
         return verdicts, None
     return verdicts, stated - 1 if stated > 0 else -1
+
+
+def template_rows(labels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Critique targets (the `critiques` artifact's rows, source "template") for every labels
+    row whose step labels are complete up to their first error (`stated_labels`); the others
+    (outcome-only rows, a budget cut, unknown steps) are left out."""
+    out = []
+    for r in labels:
+        hard = r.get("step_hard") or []
+        stated = stated_labels(hard) if len(hard) == len(r["steps"]) else None
+        if not stated:
+            continue
+        first = next((k for k, y in enumerate(stated) if y == 0), -1)
+        out.append({
+            "problem_id": r["problem_id"], "sample_idx": r["sample_idx"], "split": r["split"],
+            "question": r["question"], "prompt": r["prompt"], "steps": list(r["steps"]),
+            "critique": format_critique(hard), "step_verdicts": stated, "first_error": first,
+            "source": "template",
+        })  # fmt: skip
+    return out

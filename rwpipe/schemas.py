@@ -186,10 +186,34 @@ PAIRS = ArtifactSpec(
     non_empty=("problem_id",),
 )
 
+CRITIQUE_SOURCES = ("template", "judge")
+
+CRITIQUES = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("sample_idx", pa.int32()),
+            _f("split", pa.string()),
+            _f("question", pa.string()),
+            _f("prompt", pa.string()),
+            _f("steps", pa.list_(pa.string())),
+            _f("critique", pa.string()),  # the target text (rwpipe.critique format)
+            _f("step_verdicts", pa.list_(pa.int8())),  # stated verdicts: 1 correct, 0 incorrect
+            _f("first_error", pa.int32()),  # 0-based; -1 none
+            _f("source", pa.string()),  # template (from the labels) | judge (sampled, filtered)
+        ]
+    ),
+    key=("problem_id", "sample_idx"),
+    choices={"split": SPLITS, "source": CRITIQUE_SOURCES},
+    ranges={"step_verdicts": (0, 1), "first_error": (-1, None), "sample_idx": (0, None)},
+    non_empty=("problem_id", "critique"),
+)
+
 SPECS: dict[str, ArtifactSpec] = {
     "problems": PROBLEMS,
     "rollouts": ROLLOUTS,
     "labels": LABELS,
     "pairs": PAIRS,
     "scores": SCORES,
+    "critiques": CRITIQUES,
 }

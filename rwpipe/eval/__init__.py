@@ -237,7 +237,8 @@ def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) 
                f"F1 {f1:.3f}): {threshold:.4g}")  # fmt: skip
     per, baselines = {}, {}
     prm_pred: list[int] = []
-    outcome_pred: list[int] | None = []  # None once a subset lacks final-answer verdicts
+    outcome_pred: list[int] = []
+    every_outcome = True  # every subset records its items' final-answer verdicts
     labels: list[int] = []
     for name, items in (inputs.subsets or {}).items():
         y = [int(x["label"]) for x in items]
@@ -247,15 +248,15 @@ def _processbench(scorer: Any, inputs: Inputs, cfg: EvalConfig, rule: StepRule) 
         }  # fmt: skip
         rules = processbench.baseline_predictions(items)
         baselines[name] = {r: processbench.protocol(p, y) for r, p in rules.items()}
-        outcome_pred = None if outcome_pred is None or "outcome rule" not in rules else (
-            outcome_pred + rules["outcome rule"])  # fmt: skip
+        every_outcome = every_outcome and "outcome rule" in rules
+        outcome_pred += rules.get("outcome rule", [])
         prm_pred += pred
         labels += y
     out: dict[str, Any] = {
         "processbench": per | {"average": processbench.average_subsets(per)},
         "processbench_baselines": baselines,
     }
-    if outcome_pred is not None:
+    if every_outcome:
         out["processbench_vs_outcome_rule"] = processbench.paired_f1_difference(
             prm_pred, outcome_pred, labels
         )
