@@ -241,6 +241,18 @@ def compare_policies(
     }
 
 
+def pooled_ci(
+    wins: Sequence[float], counts: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float]:  # fmt: skip
+    """95% percentile bootstrap interval of sum(wins) / sum(counts), resampling the groups
+    (problems) with replacement: items within a group are not independent."""
+    w, c = np.asarray(wins, dtype=float), np.asarray(counts, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(w), (resamples, len(w)))
+    lo, hi = np.quantile(w[idx].sum(1) / c[idx].sum(1), [0.025, 0.975])
+    return float(lo), float(hi)
+
+
 def pairwise_accuracy(
     rows: Sequence[Mapping[str, Any]],
     score_of: Callable[[Mapping[str, Any]], float],
@@ -266,12 +278,10 @@ def pairwise_accuracy(
             pairs_per.append(len(good) * len(bad))
     if not pairs_per:
         return {"pairs": 0, "problems": 0, "accuracy": float("nan")}
-    wins, pairs = np.array(wins_per), np.array(pairs_per, dtype=float)
-    n = len(pairs_per)
-    idx = np.random.default_rng(seed).integers(0, n, (resamples, n))
-    lo, hi = np.quantile(wins[idx].sum(1) / pairs[idx].sum(1), [0.025, 0.975])
-    return {"pairs": sum(pairs_per), "problems": n, "accuracy": sum(wins_per) / sum(pairs_per),
-            "ci95_lo": float(lo), "ci95_hi": float(hi), "ci_method": PAIRWISE_CI}  # fmt: skip
+    lo, hi = pooled_ci(wins_per, pairs_per, resamples, seed)
+    return {"pairs": sum(pairs_per), "problems": len(pairs_per),
+            "accuracy": sum(wins_per) / sum(pairs_per), "ci95_lo": lo, "ci95_hi": hi,
+            "ci_method": PAIRWISE_CI}  # fmt: skip
 
 
 def pairwise_table(

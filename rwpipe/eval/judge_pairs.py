@@ -13,8 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
+from rwpipe.eval.curves import pooled_ci
 from rwpipe.judge import PairJudgement
 
 PAIRS_PER_PROBLEM = 4
@@ -48,14 +47,13 @@ def pairwise_judge_accuracy(
     per: dict[str, list[float]] = defaultdict(list)
     for pid, j in zip(problem_ids, judged, strict=True):
         per[pid].append(SCORE[j.preferred])
-    wins = np.array([sum(v) for v in per.values()])
-    counts = np.array([len(v) for v in per.values()], dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(per), (1000, len(per)))
-    lo, hi = np.quantile(wins[idx].sum(1) / counts[idx].sum(1), [0.025, 0.975])
+    wins = [sum(v) for v in per.values()]
+    counts = [len(v) for v in per.values()]
+    lo, hi = pooled_ci(wins, counts, seed=seed)
     choices = [v for j in judged for v in (j.forward.value, j.swapped.value) if v is not None]
     return {
-        "pairs": len(judged), "problems": len(per), "accuracy": float(wins.sum() / counts.sum()),
-        "ci95_lo": float(lo), "ci95_hi": float(hi), "ci_method": BOOTSTRAP_CI,
+        "pairs": len(judged), "problems": len(per), "accuracy": sum(wins) / sum(counts),
+        "ci95_lo": lo, "ci95_hi": hi, "ci_method": BOOTSTRAP_CI,
         "ties": sum(j.preferred == "tie" for j in judged),
         "abstained": sum(j.preferred is None for j in judged),
         "position_a_rate": choices.count("A") / len(choices) if choices else float("nan"),
