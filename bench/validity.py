@@ -1,8 +1,8 @@
 """Validity on a real benchmark: do the seed papers' central claims hold for a policy with mid
 accuracy on GSM8K, measured with the user's commands?
 
-    python bench/validity.py [--policy qwen2.5-coder-0.5b-instruct] [--n-train 48]
-                             [--n-eval 64] [--samples 8] [--pb-items 100] [--out DIR]
+    python bench/validity.py [--policy qwen2.5-coder-0.5b-instruct] [--n-train 24]
+                             [--n-eval 32] [--samples 8] [--pb-items 20] [--out DIR]
 
 The policy is a bench-only model (`bench/models.py`: pieces from the package index, SHA-256
 pinned) turned into a model directory by `rwpipe model` from its GGUF; the verifiers are trained
@@ -50,11 +50,19 @@ PRMS = {"prm_mc": ("mc", "discriminative"), "prm_omegaprm": ("omegaprm", "discri
         "prm_implicit": ("mc", "implicit")}  # fmt: skip
 
 
-def rwpipe(*args: object, timings: dict[str, float], name: str) -> None:
-    """One rwpipe command (as a user runs it), timed under `name`."""
+def rwpipe(*args: object, timings: dict[str, float], name: str, out: Path) -> None:
+    """One rwpipe command (as a user runs it) writing `out`, timed under `name`. Every rwpipe
+    output is written atomically, so one that exists is complete: a re-run of the bench skips
+    its command and keeps the time it took (`timings.json` in the work directory)."""
+    log = out.parent / "timings.json"
+    done = json.loads(log.read_text()) if log.exists() else {}
+    if out.exists() and f"{name}_s" in done:
+        timings[f"{name}_s"] = done[f"{name}_s"]
+        return
     start = time.perf_counter()
     subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True)
     timings[f"{name}_s"] = round(time.perf_counter() - start, 1)
+    log.write_text(json.dumps(done | {f"{name}_s": timings[f"{name}_s"]}, indent=1))
 
 
 def write_params(path: Path, edit: dict[str, Any], base: Path = ROOT / "params.yaml") -> Path:
@@ -91,7 +99,8 @@ def base_params(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
             "sampling": {"n": 4, "max_new_tokens": args.max_new_tokens},
         },
         "annotate": {
-            "budget_tokens": 0,
+            "budget_tokens": args.label_budget_tokens,
+            "select": "incorrect",  # mc: a correct rollout's steps are all correct (as OmegaPRM)
             "completion": {"k": 4, "k_first": 2, "max_new_tokens": args.max_new_tokens},
         },
         "pairs": {"per_problem": 4},
@@ -113,22 +122,23 @@ def build(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> di
     paths = {"policy": work / "policy", "verifier": work / "verifier",
              "problems": work / "problems.arrow", "train": work / "rollouts_train.arrow",
              "eval": work / "rollouts_eval.arrow"}  # fmt: skip
-    rwpipe("model", paths["policy"], "-p", p, timings=timings, name="model_policy")
     v = write_params(work / "params-verifier.yaml", shared | {"model": {}})
-    rwpipe("model", paths["verifier"], "-p", v, timings=timings, name="model_verifier")
-    rwpipe("prepare", paths["problems"], "-p", p, timings=timings, name="prepare")
+    for cmd, key, params in (("model", "policy", p), ("model", "verifier", v),
+                             ("prepare", "problems", p)):  # fmt: skip
+        name = f"model_{key}" if cmd == "model" else cmd
+        rwpipe(cmd, paths[key], "-p", params, timings=timings, name=name, out=paths[key])
     rwpipe("rollout", paths["problems"], paths["policy"], paths["train"], "--splits", "train",
-           "-p", p, timings=timings, name="rollout_train")  # fmt: skip
+           "-p", p, timings=timings, name="rollout_train", out=paths["train"])  # fmt: skip
     e = write_params(work / "params-eval.yaml", shared | {"rollout": shared["rollout"] | {
         "sampling": {"n": args.samples, "max_new_tokens": args.max_new_tokens}}})  # fmt: skip
     rwpipe("rollout", paths["problems"], paths["policy"], paths["eval"], "--splits", "eval",
-           "-p", e, timings=timings, name="rollout_eval")  # fmt: skip
+           "-p", e, timings=timings, name="rollout_eval", out=paths["eval"])  # fmt: skip
     for method in ("mc", "omegaprm"):
         edit = shared | {"annotate": shared["annotate"] | {"method": method}}
         m = write_params(work / f"params-{method}.yaml", edit)
-        paths[f"labels_{method}"] = work / f"labels_{method}.arrow"
-        rwpipe("annotate", paths["train"], paths["policy"], paths[f"labels_{method}"], "-p", m,
-               timings=timings, name=f"annotate_{method}")  # fmt: skip
+        labels = paths[f"labels_{method}"] = work / f"labels_{method}.arrow"
+        rwpipe("annotate", paths["train"], paths["policy"], labels, "-p", m,
+               timings=timings, name=f"annotate_{method}", out=labels)  # fmt: skip
     return paths
 
 
@@ -136,16 +146,25 @@ def train_verifiers(paths: dict[str, Path], work: Path, timings: dict[str, float
     """The ORM (Bradley-Terry on MC-labelled pairs) and the three PRMs, on the verifier base."""
     p = work / "params.yaml"
     paths["pairs"] = work / "pairs.arrow"
-    rwpipe("pairs", paths["labels_mc"], paths["pairs"], "-p", p, timings=timings, name="pairs")
-    paths["orm"] = work / "orm"
-    rwpipe("train-rm", paths["labels_mc"], paths["verifier"], paths["orm"], "--pairs",
-           paths["pairs"], "-p", p, timings=timings, name="train_orm")  # fmt: skip
+    rwpipe(
+        "pairs",
+        paths["labels_mc"],
+        paths["pairs"],
+        "-p",
+        p,
+        timings=timings,
+        name="pairs",
+        out=paths["pairs"],
+    )
+    orm = paths["orm"] = work / "orm"
+    rwpipe("train-rm", paths["labels_mc"], paths["verifier"], orm, "--pairs",
+           paths["pairs"], "-p", p, timings=timings, name="train_orm", out=orm)  # fmt: skip
     for name, (labels, kind) in PRMS.items():
         q = write_params(work / f"params-{name}.yaml", yaml.safe_load(p.read_text()))
         write_params(q, {"train_prm": {"kind": kind, "name": name}}, base=q)
         paths[name] = work / name
         rwpipe("train-prm", paths[f"labels_{labels}"], paths["verifier"], paths[name], "-p", q,
-               timings=timings, name=f"train_{name}")  # fmt: skip
+               timings=timings, name=f"train_{name}", out=paths[name])  # fmt: skip
 
 
 def evaluate(paths: dict[str, Path], work: Path, timings: dict[str, float]) -> dict[str, Any]:
@@ -155,7 +174,7 @@ def evaluate(paths: dict[str, Path], work: Path, timings: dict[str, float]) -> d
         d = work / f"eval_{name}"
         extra = ["--orm", paths["orm"]] if i == 0 else []
         rwpipe("eval", paths["eval"], d, "--prm", paths[name], *extra, "-p",
-               work / "params.yaml", timings=timings, name=f"eval_{name}")  # fmt: skip
+               work / "params.yaml", timings=timings, name=f"eval_{name}", out=d)  # fmt: skip
         metrics = json.loads((d / "metrics.json").read_text())
         out |= {f"policy_{k}": v for k, v in metrics["policy"].items()} if i == 0 else {}
         for key, claim in metrics["claims"].items():
@@ -174,7 +193,7 @@ def label_quality(args: argparse.Namespace, policy: Path) -> dict[str, Any]:
     from rwpipe.eval.processbench import baseline_predictions, paired_f1_difference
 
     ns = argparse.Namespace(model=str(policy), processbench=args.pb_items, k=4,
-                            pb_max_new_tokens=args.max_new_tokens)  # fmt: skip
+                            pb_max_new_tokens=args.pb_max_new_tokens)  # fmt: skip
     got = annotate.run_child(ns, "pb")
     items = annotate.processbench_sample(args.pb_items)
     outcome = baseline_predictions(items)["outcome rule"]
@@ -196,11 +215,20 @@ def main() -> None:
     ap.add_argument(
         "--policy", default="qwen2.5-coder-0.5b-instruct", choices=sorted(models.MODELS)
     )
-    ap.add_argument("--n-train", type=int, default=48)
-    ap.add_argument("--n-eval", type=int, default=64)
+    # Sized for two hours on two AVX2 cores, where the 0.5B policy generates ~40 tokens/s in
+    # float32: the intervals are wide; on a bigger machine raise every count.
+    ap.add_argument("--n-train", type=int, default=24)
+    ap.add_argument("--n-eval", type=int, default=32)
     ap.add_argument("--samples", type=int, default=8, help="eval samples per problem (max N)")
-    ap.add_argument("--max-new-tokens", type=int, default=320)
-    ap.add_argument("--pb-items", type=int, default=100, help="ProcessBench solutions (claim c)")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument(
+        "--label-budget-tokens",
+        type=int,
+        default=10000,
+        help="annotate.budget_tokens of each training label set",
+    )
+    ap.add_argument("--pb-items", type=int, default=20, help="ProcessBench solutions (claim c)")
+    ap.add_argument("--pb-max-new-tokens", type=int, default=96)
     ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-validity"))
     ap.add_argument("--results", type=Path, default=RESULTS)
     machine.add_arguments(ap)
@@ -217,7 +245,10 @@ def main() -> None:
     results |= evaluate(paths, args.out, timings)
     machine.write_results(args.results, results | timings, started)  # the slow part is done
     if args.pb_items:
-        results |= label_quality(args, paths["policy"])
+        done = args.out / "claim_c.json"  # a re-run keeps the finished labelling
+        if not done.exists():
+            done.write_text(json.dumps(label_quality(args, paths["policy"]), indent=1))
+        results |= json.loads(done.read_text())
     machine.write_results(args.results, results | timings, started)
     print(json.dumps({k: v for k, v in results.items() if k.endswith("verdict")}, indent=1))
 

@@ -64,7 +64,7 @@ def test_processbench_protocol_with_a_scripted_scorer(tmp_path):
     loaded = load_processbench(path)
 
     class Scorer:  # flags every step containing "b"
-        def score(self, solutions, batch_size):
+        def score(self, solutions, batch_size, advance=None):
             return [(None, [0.1 if "b" in s else 0.9 for s in sol.steps]) for sol in solutions]
 
     r = evaluate(Scorer(), loaded, threshold=0.5)
@@ -129,7 +129,7 @@ def test_processbench_joins_bare_steps_under_the_step_rule(how, pattern, sep):
     seen = []
 
     class Scorer:  # records the steps it is given
-        def score(self, solutions, batch_size):
+        def score(self, solutions, batch_size, advance=None):
             seen.extend(list(s.steps) for s in solutions)
             return [(None, [0.9] * len(s.steps)) for s in solutions]
 

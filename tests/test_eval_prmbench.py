@@ -75,7 +75,7 @@ def test_shared_prmbench_sample_loads_when_present():
 
 def test_evaluate_with_a_scripted_scorer():
     class Scorer:  # marks a step wrong when it says "bad"
-        def score(self, solutions, batch_size):
+        def score(self, solutions, batch_size, advance=None):
             out = []
             for s in solutions:
                 steps = [0.1 if "bad" in t else 0.9 for t in s.steps]

@@ -61,7 +61,7 @@ def repo(tmp_path_factory) -> Path:
     params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 2}
     params["rl"]["sampling"] |= {"max_new_tokens": 48}
     params["eval"]["search"] |= {"problems": 1, "max_steps": 2, "step_max_tokens": 24}
-    params["eval"]["processbench_max"] = 6  # of each shipped sample subset
+    params["eval"] |= {"processbench": "sample", "processbench_max": 6}  # of both shipped subsets
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")

@@ -106,6 +106,23 @@ def test_rwpipe_models_score_through_the_same_api(tmp_path):
             assert len(st) == (0 if kind == "orm" else len(sol.steps))
 
 
+def test_length_sorted_batches_keep_order_and_scores(tmp_path):
+    # Scorer.score batches solutions by length; each keeps its own score, in input order,
+    # and progress sees every solution and token once
+    path, model, tok = _save(tmp_path / "trl", "token")
+    scorer = Scorer(path, device=torch.device("cpu"))
+    long = Solution("Q?", "", ["a much longer first step with many words in it\n\n"] * 6)
+    mixed = [SOLUTIONS[1], long, SOLUTIONS[0], long, SOLUTIONS[0]]
+    seen = []
+    batched = scorer.score(mixed, 2, lambda n, t: seen.append((n, t)))
+    alone = [scorer.score([s], 1)[0] for s in mixed]
+    for (o, st), (wo, wst) in zip(batched, alone, strict=True):
+        assert o == pytest.approx(wo, abs=1e-5) and st == pytest.approx(wst, abs=1e-5)
+    assert [len(st) for _, st in batched] == [3, 6, 2, 6, 2]
+    assert sum(n for n, _ in seen) == len(mixed)
+    assert sum(t for _, t in seen) == sum(len(scorer._encode(s).input_ids) for s in mixed)
+
+
 def test_unknown_format_is_an_input_error(tmp_path):
     path, _, _ = _save(tmp_path / "plain", "causal")
     with pytest.raises(InputError, match="plain: not a reward model rwpipe can read"):

@@ -219,7 +219,7 @@ def test_evaluate_search_reports_particle_filtering_against_best_of_n():
     class Scorer:  # the scripted PRM behind rwpipe.score.Scorer's interface
         kind = "prm"
 
-        def score(self, solutions, batch_size):
+        def score(self, solutions, batch_size, advance=None):
             got = _prm(None, None, [s.steps for s in solutions])
             return [(steps[-1] if steps else None, steps) for steps in got]
 

@@ -90,6 +90,7 @@ def score_items(
     `rule` (default: blank lines); a step cut by the scorer's max_length has no score and
     cannot be flagged."""
     from rwpipe.backends import apply_chat_template
+    from rwpipe.progress import progress_bar
     from rwpipe.score import Solution
 
     rule = rule if rule is not None else StepRule()
@@ -102,7 +103,8 @@ def score_items(
         )
         for x in items
     ]
-    return [list(steps) for _, steps in scorer.score(solutions, batch_size)]
+    with progress_bar(len(solutions), "score (ProcessBench)", "solutions") as advance:
+        return [list(steps) for _, steps in scorer.score(solutions, batch_size, advance)]
 
 
 def tune_threshold(step_scores: list[list[float]], labels: list[int]) -> tuple[float, float]:

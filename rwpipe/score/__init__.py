@@ -41,7 +41,7 @@ light (the CLI's `--help` imports it).
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -301,21 +301,38 @@ class Scorer:
 
     # -- scoring -------------------------------------------------------------------------------
 
-    def score(self, solutions: Sequence[Solution], batch_size: int = 8) -> list[tuple]:
+    def score(
+        self,
+        solutions: Sequence[Solution],
+        batch_size: int = 8,
+        advance: Callable[[int, int], None] | None = None,
+    ) -> list[tuple]:
         """(outcome score or None, step scores) per solution, in order.
 
         A PRM's outcome score is its last step's score; None when no step fit in max_length.
+        `advance(solutions, tokens)` is called after each batch (a progress bar's).
         """
         import torch
 
-        out: list[tuple] = []
+        examples = [self._encode(s) for s in solutions]
+        # batches of similar lengths: padding to the longest in a batch is the waste (ProcessBench
+        # items run from 100 to 1,600 tokens); right padding and causal attention keep each
+        # score independent of its batch-mates
+        order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+        out: list[tuple] = [None] * len(examples)  # type: ignore[list-item]
         with torch.no_grad():
-            for i in range(0, len(solutions), batch_size):
-                examples = [self._encode(s) for s in solutions[i : i + batch_size]]
-                if self.format == "rwpipe":
-                    out.extend(self.backbone.score(examples))
-                else:
-                    out.extend(self._score_batch(examples))
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                batch = [examples[j] for j in idx]
+                got = (
+                    self.backbone.score(batch)
+                    if self.format == "rwpipe"
+                    else self._score_batch(batch)
+                )
+                for j, scored in zip(idx, got, strict=True):
+                    out[j] = scored
+                if advance is not None:
+                    advance(len(batch), sum(len(e.input_ids) for e in batch))
         return out
 
     def _score_batch(self, examples: Sequence["Example"]) -> list[tuple]:
@@ -352,14 +369,9 @@ def score_rows(
     """
     from rwpipe.progress import progress_bar
 
-    out: list[tuple[float | None, list[float]]] = []
+    sols = [Solution(r["question"], r["prompt"], r["steps"]) for r in rows]
     with progress_bar(len(rows), label, "solutions") as advance:
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            sols = [Solution(r["question"], r["prompt"], r["steps"]) for r in chunk]
-            out.extend(scorer.score(sols, batch_size))
-            advance(len(chunk), 0)
-    return out
+        return scorer.score(sols, batch_size, advance)
 
 
 def run(
