@@ -131,18 +131,26 @@ DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
 
 
 def pipeline_table(res: Results) -> str:
+    """Seconds per step of the timed run, beside the previous default's
+    (`pipeline_before.json`, the results file this run replaced) where that file is kept."""
     if "pipeline" not in res:
         return absent("pipeline")
-    r = res["pipeline"]
+    r, b = res["pipeline"], res.get("pipeline_before")
     stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
-    rows = [
-        ["install (`make install`: venv, pinned wheels, SmolLM2 package)", f(r["install_s"], 0)]
-    ]
-    rows += [[STAGES.get(s, s), f(r[f"stage_{s}_s"], 0)] for s in order]
+    keys = [("install_s", "install (`make install`: venv, pinned wheels, SmolLM2 package)")]
+    keys += [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
+    before = (lambda k: [got(b, k, lambda x: f(x, 0))]) if b else (lambda k: [])
+    rows = [[label, f(r[k], 0), *before(k)] for k, label in keys]
     for key, label in (("dvc_repro_s", "`dvc repro`"), ("make_demo_s", "`make demo`")):
-        rows.append([f"**{label}**", f"**{f(r[key], 0)} ({minutes(r[key])})**"])
-    return table(["step", "seconds"], rows)
+        bold = [f"**{f(r[key], 0)} ({minutes(r[key])})**"]
+        if b:
+            bold.append(f"**{f(b[key], 0)} ({minutes(b[key])})**" if key in b else "not recorded")
+        rows.append([f"**{label}**", *bold])
+    header = ["step", "seconds"]
+    if b:
+        header = ["step", f"seconds (`{r['commit']}`)", f"before (`{b['commit']}`)"]
+    return table(header, rows)
 
 
 def pipeline_findings(res: Results) -> str:
@@ -216,6 +224,21 @@ def _pipeline_tests(r: dict) -> str:
     )
 
 
+def claims_rows(r: dict, prefix: str, ids: list[str], labels: dict[str, str] | None = None):
+    """Table rows (claim, estimate [95% CI], n, verdict) of the claims stored under
+    `<prefix><id>_*`, and the sorted set of their interval methods."""
+    rows, methods = [], set()
+    for i in ids:
+        c = f"{prefix}{i}"
+        est = r[f"{c}_estimate"]
+        shown = (f"{sf(est)} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}"
+                 if est == est else "undefined (NaN)")  # fmt: skip
+        label = (labels or {}).get(i, r[f"{c}_claim"])
+        rows.append([label, shown, f"{r[f'{c}_n']} {r[f'{c}_unit']}", f"**{r[f'{c}_verdict']}**"])
+        methods.add(r[f"{c}_ci_method"])
+    return rows, sorted(methods)
+
+
 def pipeline_claims(res: Results) -> str:
     """The timed run's claims table (its report.md opens with the same), or why there is none."""
     if "pipeline" not in res:
@@ -227,15 +250,7 @@ def pipeline_claims(res: Results) -> str:
         return "*This run predates the claims table (`eval.claims`); re-run bench/pipeline.py.*"
     first = ("rl_raises_pass1", "majority_beats_pass1")  # the report's order, then the rest
     ids = [i for i in first if i in ids] + [i for i in ids if i not in first]
-    rows = []
-    for i in ids:
-        c = f"eval_claims_{i}"
-        est = r[f"{c}_estimate"]
-        shown = (f"{sf(est)} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}"
-                 if est == est else "undefined (NaN)")  # fmt: skip
-        rows.append([r[f"{c}_claim"], shown, f"{r[f'{c}_n']} {r[f'{c}_unit']}",
-                     f"**{r[f'{c}_verdict']}**"])  # fmt: skip
-    methods = sorted({r[f"eval_claims_{i}_ci_method"] for i in ids})
+    rows, methods = claims_rows(r, "eval_claims_", ids)
     return table(["claim", "estimate [95% CI]", "n", "verdict"], rows) + (
         "\n\n95% CI: " + "; ".join(methods) + "."
     )
@@ -782,6 +797,118 @@ def rl_prm_notes(res: Results) -> str:
 
 
 # ---- the regions ---------------------------------------------------------------
+# ---- validity ---------------------------------------------------------------------------------
+VERIFIERS = {
+    "orm": "ORM (Bradley-Terry, MC-labelled pairs)",
+    "prm_mc": "PRM on MC labels",
+    "prm_omegaprm": "PRM on OmegaPRM labels",
+    "prm_implicit": "implicit PRM (outcome labels only)",
+}
+
+
+def _validity_ids(r: dict) -> list[str]:
+    """Claims a and b in the order of the issue: self-consistency, then each verifier."""
+    ids = [k[len("claim_") : -len("_verdict")] for k in r
+           if k.startswith("claim_") and k.endswith("_verdict") and f"{k[:-8]}_estimate" in r
+           and not k.startswith("claim_c_")]  # fmt: skip
+    order = ["majority"] + list(VERIFIERS)
+    return sorted(ids, key=lambda i: [n for n, v in enumerate(order) if i.startswith(v)] or [9])
+
+
+def _validity_label(r: dict, i: str) -> str:
+    """'claim a/b: <verifier> best-of-N beats majority', from the stored claim text."""
+    text = r[f"claim_{i}_claim"]
+    name = next((v for k, v in VERIFIERS.items() if i.startswith(f"{k}_")), None)
+    if name:  # the eval names its one ORM and one PRM; here there are three PRMs
+        text = re.sub(r"^(ORM|PRM)", name, text)
+    return ("a. " if i.startswith("majority") else "b. ") + text
+
+
+def validity_setup(res: Results) -> str:
+    if "validity" not in res:
+        return absent("validity")
+    r = res["validity"]
+    seconds = sum(v for k, v in r.items() if k.endswith("_s") and isinstance(v, (int, float)))
+    return (
+        f"Policy `{r['policy']}` (GGUF, SHA-256 pinned in `bench/models.py`), answers of at most "
+        f"{r['max_new_tokens']} tokens; verifiers trained on `{r['verifier_base']}` (smaller "
+        f"than the policy). GSM8K train: {r['n_train']} problems × 4 rollouts for labels "
+        f"(each label set under {r['label_budget_tokens']:,} generated tokens) and verifier "
+        f"training; GSM8K test: {r['n_eval']} problems × {r['samples']} samples for the "
+        f"selection claims; {r['pb_items']} ProcessBench GSM8K solutions (half erroneous) for "
+        f"label quality, completions of at most {r['pb_max_new_tokens']} tokens. Base policy "
+        f"pass@1 on the test problems: {got(r, 'policy_pass@1', f)}. The rwpipe commands took "
+        f"{minutes(seconds)} in all (per command in the results file)."
+    )
+
+
+def validity_table(res: Results) -> str:
+    if "validity" not in res:
+        return absent("validity")
+    r = res["validity"]
+    ids = _validity_ids(r)
+    rows, methods = claims_rows(r, "claim_", ids, {i: _validity_label(r, i) for i in ids})
+    for m, name in (("mc", "MC (Math-Shepherd)"), ("omegaprm", "OmegaPRM")):
+        c = f"claim_c_{m}_minus_outcome_rule"
+        if f"{c}_estimate" not in r:
+            continue
+        k = f"claim_c_{m}"
+        f1 = f"{f(r[f'{k}_f1'])} {ci(r[f'{k}_f1_ci95_lo'], r[f'{k}_f1_ci95_hi'])}"
+        tokens = f(r[f"{k}_tokens_per_label"], 0)
+        rows.append([
+            f"c. {name} first-error labels from the policy beat the outcome rule on "
+            f"ProcessBench (F1 {f1}; {tokens} tokens per label)",
+            f"{sf(r[f'{c}_estimate'])} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}",
+            f"{r[f'{c}_n']} solutions", f"**{r[f'{c}_verdict']}**",
+        ])  # fmt: skip
+        methods.append(r[f"{c}_ci_method"])
+    if not rows:
+        return "*No claim finished in this results file.*"
+    out = table(["claim", "estimate [95% CI]", "n", "verdict"], rows)
+    return out + "\n\n95% CI: " + "; ".join(sorted(set(methods))) + f".\n\nd. {r['claim_d']}."
+
+
+# ---- PRM kinds --------------------------------------------------------------------------------
+PRM_KINDS = {
+    "discriminative": "discriminative (token head, step BCE)",
+    "implicit": "implicit (log-ratio, outcome labels only)",
+    "generative": "generative (critique SFT, P(correct) at each verdict)",
+}
+
+
+def _interval_cell(r: dict, key: str, lo: str = "_lo", hi: str = "_hi") -> str:
+    if r.get(key) is None:
+        return "not recorded"
+    return f"{f(r[key])} {ci(r[key + lo], r[key + hi])}"
+
+
+def prm_kinds_table(res: Results) -> str:
+    if "prm_kinds" not in res:
+        return absent("prm_kinds")
+    r = res["prm_kinds"]
+    names = [n for n in PRM_KINDS if f"{n}_eval_s" in r]
+    names += sorted(k[: -len("_eval_s")] for k in r if k.startswith("generative_vote")
+                    and k.endswith("_eval_s"))  # fmt: skip
+    rows = []
+    for n in names:
+        label = PRM_KINDS.get(n) or f"generative, vote of {r['votes']} sampled critiques"
+        base = n if n in PRM_KINDS else "generative"
+        tokens = r.get(f"{n}_scoring_generated_tokens")
+        rows.append([
+            label,
+            _interval_cell(r, f"{n}_pb_f1"),
+            _interval_cell(r, f"{n}_prmbench_prmscore"),
+            _interval_cell(r, f"{base}_train_step_auc", "_ci95_lo", "_ci95_hi"),
+            got(r, f"{base}_train_s", lambda x: f(x, 0)) if n in PRM_KINDS else "(same model)",
+            f(r[f"{n}_eval_s"], 0),
+            f"{tokens:,}" if tokens is not None else "none",
+        ])  # fmt: skip
+    header = ["PRM (same labels)", f"ProcessBench GSM8K F1 ({r['pb_items']} items)",
+              "PRMBench PRMScore", "held-out step AUC", "train s", "eval s",
+              "critique tokens sampled"]  # fmt: skip
+    return table(header, rows)
+
+
 REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_run": run_region("pipeline"),
     "pipeline_table": pipeline_table,
@@ -814,4 +941,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_prm_run": run_region("rl_prm"),
     "rl_prm_table": rl_prm_table,
     "rl_prm_notes": rl_prm_notes,
+    "validity_run": run_region("validity"),
+    "validity_setup": validity_setup,
+    "validity_table": validity_table,
+    "prm_kinds_run": run_region("prm_kinds"),
+    "prm_kinds_table": prm_kinds_table,
 }

@@ -2,7 +2,7 @@
 accuracy on GSM8K, measured with the user's commands?
 
     python bench/validity.py [--policy qwen2.5-coder-0.5b-instruct] [--n-train 24]
-                             [--n-eval 32] [--samples 8] [--pb-items 20] [--out DIR]
+                             [--n-eval 32] [--samples 8] [--pb-items 16] [--out DIR]
 
 The policy is a bench-only model (`bench/models.py`: pieces from the package index, SHA-256
 pinned) turned into a model directory by `rwpipe model` from its GGUF; the verifiers are trained
@@ -103,7 +103,7 @@ def base_params(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
             "select": "incorrect",  # mc: a correct rollout's steps are all correct (as OmegaPRM)
             "completion": {"k": 4, "k_first": 2, "max_new_tokens": args.max_new_tokens},
         },
-        "pairs": {"per_problem": 4},
+        "pairs": {"per_problem": 2},
         "train_rm": {"optim": {"max_length": 768}},
         "train_prm": {"optim": {"max_length": 768}},
         "eval": {
@@ -227,7 +227,7 @@ def main() -> None:
         default=10000,
         help="annotate.budget_tokens of each training label set",
     )
-    ap.add_argument("--pb-items", type=int, default=20, help="ProcessBench solutions (claim c)")
+    ap.add_argument("--pb-items", type=int, default=16, help="ProcessBench solutions (claim c)")
     ap.add_argument("--pb-max-new-tokens", type=int, default=96)
     ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-validity"))
     ap.add_argument("--results", type=Path, default=RESULTS)
