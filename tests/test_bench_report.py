@@ -229,3 +229,34 @@ def test_pipeline_reads_make_tests_summary_and_flattens_metrics(bench):
         "eval_policy_problems": 32,
         "eval_ok": True,
     }
+
+
+def _claim(i: str, text: str, est: float, verdict: str) -> dict:
+    keys = {"claim": text, "estimate": est, "ci95_lo": est - 0.1, "ci95_hi": est + 0.1, "n": 32,
+            "unit": "problems", "verdict": verdict, "ci_method": "normal"}  # fmt: skip
+    return {f"claim_{i}_{k}": v for k, v in keys.items()}
+
+
+def test_validity_claims_in_the_issue_order_with_each_verifier_named(bench):
+    sections = bench["report_sections"]
+    r = {"claim_d": "not run here"}
+    r |= _claim("prm_implicit_min_beats_majority", "PRM (min) best-of-8 beats majority", 0.0,
+                "not shown at this size")  # fmt: skip
+    r |= _claim("majority_beats_pass1", "majority vote at N=8 beats pass@1", 0.15, "shown")
+    r |= _claim("orm_beats_majority", "ORM best-of-8 beats majority", -0.2, "contradicted")
+    r |= {f"claim_c_mc_{k}": v for k, v in {
+        "f1": 0.4, "f1_ci95_lo": 0.2, "f1_ci95_hi": 0.6, "tokens_per_label": 900.0,
+        "minus_outcome_rule_estimate": 0.05, "minus_outcome_rule_ci95_lo": -0.1,
+        "minus_outcome_rule_ci95_hi": 0.2, "minus_outcome_rule_n": 16,
+        "minus_outcome_rule_verdict": "not shown at this size",
+        "minus_outcome_rule_ci_method": "paired bootstrap"}.items()}  # fmt: skip
+    rows = [x for x in sections.validity_table({"validity": r}).splitlines() if x.startswith("| ")]
+    assert [x.split(" | ")[0] for x in rows[2:]] == [
+        "| a. majority vote at N=8 beats pass@1",
+        "| b. ORM (Bradley-Terry, MC-labelled pairs) best-of-8 beats majority",
+        "| b. implicit PRM (outcome labels only) (min) best-of-8 beats majority",
+        "| c. MC (Math-Shepherd) first-error labels from the policy beat the outcome rule on "
+        "ProcessBench (F1 0.400 [0.200, 0.600]; 900 tokens per label)",
+    ]
+    assert rows[3].endswith("| −0.200 [−0.300, −0.100] | 32 problems | **contradicted** |")
+    assert "*Not run: `bench/results/validity.json` is absent.*" == sections.validity_table({})
