@@ -258,6 +258,24 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class CritiquesConfig:
+    """Verification critiques for a generative PRM (`rwpipe.critique`), from the labels."""
+
+    # template: written from the step labels | judge: sampled from a judge, kept where their
+    # verdicts agree with the labels
+    source: Literal["template", "judge"] = "template"
+    splits: tuple[Literal["train", "eval"], ...] = ("train",)
+    judge: JudgeConfig = field(
+        default_factory=lambda: JudgeConfig(k=4, temperature=0.8, max_new_tokens=512)
+    )
+    engine: GenerationConfig = field(default_factory=GenerationConfig)  # a local judge's
+
+    def __post_init__(self) -> None:
+        if not self.splits:
+            raise ValueError("splits must name at least one split")
+
+
+@dataclass(frozen=True)
 class TrainRMConfig:
     """Outcome reward model: a scalar head on the policy's backbone."""
 
@@ -276,10 +294,11 @@ class TrainRMConfig:
 
 @dataclass(frozen=True)
 class TrainPRMConfig:
-    """Process reward model: discriminative (step labels) or implicit (outcome labels only)."""
+    """Process reward model: discriminative (step labels), implicit (outcome labels only) or
+    generative (a causal LM fine-tuned on verification critiques of the step labels)."""
 
     name: str = "prm"
-    kind: Literal["discriminative", "implicit"] = "discriminative"
+    kind: Literal["discriminative", "implicit", "generative"] = "discriminative"
     targets: Literal["hard", "soft"] = "hard"  # discriminative: step_hard or MC values
     # discriminative: text appended after every step, whose last token carries the step's
     # label ("" = the step's own last token, its separator).
@@ -403,6 +422,12 @@ class EvalConfig:
     # reported subsets. "" = the fixed threshold above.
     threshold_tune: str = ""
     batch_size: int = 8
+    # A generative PRM's step scores: 0 = P(correct) at each verdict of one teacher-forced
+    # critique; K > 0 = the vote over K critiques sampled with eval.search.engine
+    # (verifier-side test-time scaling: `rwpipe.critique.vote_scores`).
+    critique_votes: int = 0
+    critique_temperature: float = 0.8
+    critique_max_new_tokens: int = 256
     search: SearchConfig = field(default_factory=SearchConfig)
     # An LLM critic on ProcessBench: a server here, or a local model given as --critic.
     critic: JudgeConfig = field(default_factory=JudgeConfig)
@@ -410,6 +435,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.ns or min(self.ns) < 1 or self.draws < 1 or self.batch_size < 1:
             raise ValueError("ns must be non-empty and >= 1; draws and batch_size >= 1")
+        if self.critique_votes < 0 or self.critique_temperature <= 0:
+            raise ValueError("need critique_votes >= 0 and critique_temperature > 0")
         tune, shown = _sources(self.threshold_tune), _sources(self.processbench)
         if tune & shown:
             raise ValueError(
@@ -440,6 +467,7 @@ SECTIONS: dict[str, type] = {
     "rollout": RolloutConfig,
     "annotate": AnnotateConfig,
     "pairs": PairsConfig,
+    "critiques": CritiquesConfig,
     "train_rm": TrainRMConfig,
     "train_prm": TrainPRMConfig,
     "rl": RLConfig,

@@ -96,21 +96,209 @@ def parse_critique(text: str, num_steps: int) -> tuple[list[int], int | None]:
     return verdicts, stated - 1 if stated > 0 else -1
 
 
+def _stated(r: Mapping[str, Any]) -> list[int] | None:
+    """A labels row's stated labels (`stated_labels`), None when its steps are not all
+    labelled up to the first error (outcome-only rows, a budget cut, unknown steps)."""
+    hard = r.get("step_hard") or []
+    return stated_labels(hard) if len(hard) == len(r["steps"]) else None
+
+
+def _critique_row(r: Mapping[str, Any], critique: str, stated: list[int], source: str) -> dict:
+    first = next((k for k, y in enumerate(stated) if y == 0), -1)
+    return {
+        "problem_id": r["problem_id"], "sample_idx": r["sample_idx"], "split": r["split"],
+        "question": r["question"], "prompt": r["prompt"], "steps": list(r["steps"]),
+        "critique": critique, "step_verdicts": stated, "first_error": first, "source": source,
+    }  # fmt: skip
+
+
 def template_rows(labels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Critique targets (the `critiques` artifact's rows, source "template") for every labels
     row whose step labels are complete up to their first error (`stated_labels`); the others
     (outcome-only rows, a budget cut, unknown steps) are left out."""
-    out = []
-    for r in labels:
-        hard = r.get("step_hard") or []
-        stated = stated_labels(hard) if len(hard) == len(r["steps"]) else None
-        if not stated:
-            continue
-        first = next((k for k, y in enumerate(stated) if y == 0), -1)
-        out.append({
-            "problem_id": r["problem_id"], "sample_idx": r["sample_idx"], "split": r["split"],
-            "question": r["question"], "prompt": r["prompt"], "steps": list(r["steps"]),
-            "critique": format_critique(hard), "step_verdicts": stated, "first_error": first,
-            "source": "template",
-        })  # fmt: skip
-    return out
+    return [_critique_row(r, format_critique(stated), stated, "template")
+            for r in labels if (stated := _stated(r))]  # fmt: skip
+
+
+# -- the generative PRM's sequences ---------------------------------------------------------------
+TASK = (
+    "Verify the solution below step by step. Judge each step in order, correct or incorrect, up "
+    "to the first incorrect one, then name the first incorrect step (-1 if none).\n\n"
+    "Problem: {question}\n\nSolution:\n{solution}"
+)
+
+
+def verification_request(question: str, steps: Sequence[str]) -> str:
+    """The user turn a generative PRM answers: the task, the problem and the numbered steps."""
+    solution = "\n".join(f"Step {k}: {s.strip()}" for k, s in enumerate(steps, start=1))
+    return TASK.format(question=question.strip(), solution=solution)
+
+
+def encode_critique(
+    tokenizer: Any,
+    question: str,
+    steps: Sequence[str],
+    verdicts: Sequence[int],
+    max_length: int = 0,
+) -> tuple[list[int], int, list[int]]:
+    """Token ids of (request, critique of `verdicts`), the request's length, and each verdict's
+    position: the index of the token before it (the last of `... \\boxed{`), whose next-token
+    distribution is the verdict.
+
+    The critique is tokenised piece by piece, split right before each verdict word, so that
+    training and teacher-forced scoring put every verdict at the same boundary; its text is
+    `format_critique(verdicts)` followed by the end-of-sequence token. With `max_length`, steps
+    are dropped from the end (from the request and the critique alike) until the sequence fits;
+    no step fits: no verdict positions.
+    """
+    from rwpipe.backends import apply_chat_template
+
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    m = len(steps)  # steps shown; the critique judges the first min(m, len(verdicts))
+    while True:
+        prompt = apply_chat_template(tokenizer, verification_request(question, steps[:m]))
+        ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+        prompt_len, positions, head = len(ids), [], OPENING + "\n"
+        judged = list(verdicts[:m])
+        for k, y in enumerate(judged, start=1):
+            ids += tokenizer.encode(f"{head}Step {k}: {CHECK} \\boxed{{", add_special_tokens=False)
+            positions.append(len(ids) - 1)
+            ids += tokenizer.encode(f"{VERDICT_WORD[y]}}}.\n", add_special_tokens=False)
+            head = ""
+        first = next((k for k, y in enumerate(judged, start=1) if y == 0), -1)
+        closing = f"The first incorrect step is \\boxed{{{first}}}."
+        ids += tokenizer.encode(closing, add_special_tokens=False) + eos
+        if not max_length or len(ids) <= max_length:
+            return ids, prompt_len, positions
+        if m == 0:
+            return ids[-max_length:], 0, []
+        m -= 1
+
+
+def verdict_tokens(tokenizer: Any) -> tuple[int, int]:
+    """The first tokens of the "correct" and "incorrect" verdicts as `encode_critique` writes
+    them; a generative PRM's step score is P(correct) over these two.
+
+    Raises:
+        ValueError: the tokenizer starts both verdicts with the same token.
+    """
+    good, bad = (
+        tokenizer.encode(f"{VERDICT_WORD[y]}}}.\n", add_special_tokens=False)[0] for y in (1, 0)
+    )
+    if good == bad:
+        raise ValueError("the tokenizer starts 'correct' and 'incorrect' with the same token")
+    return good, bad
+
+
+def vote_scores(critiques: Sequence[str], num_steps: int) -> list[float] | None:
+    """Step scores from K sampled critiques of one solution (verifier-side test-time scaling):
+    step k's score is the fraction of the parseable critiques that judge steps 1..k all
+    correct (their stated first error is after k, or none), so the scores never rise along
+    the solution and the first step under 0.5 is where most critiques place the first error.
+    None when no critique parses (`parse_critique`: a consistent first error)."""
+    firsts = [first for _, first in (parse_critique(c, num_steps) for c in critiques)]
+    firsts = [num_steps if f == -1 else f for f in firsts if f is not None]
+    if not firsts:
+        return None
+    return [sum(f > k for f in firsts) / len(firsts) for k in range(num_steps)]
+
+
+# -- critiques sampled from a judge, kept where they agree with the labels ----------------------
+FORMAT = (
+    "\n\nWrite one line per step, in order: `Step k: <your check of step k> The step is "
+    "\\boxed{correct}.` or `Step k: <your check> The step is \\boxed{incorrect}.`, and stop "
+    "after the first incorrect step. End with the line `The first incorrect step is "
+    "\\boxed{k}.` (k = -1 when every step is correct)."
+)
+
+
+def judge_request(question: str, steps: Sequence[str]) -> str:
+    """What a judge model is asked for a critique: the verification request and the format."""
+    return verification_request(question, steps) + FORMAT
+
+
+def judged_rows(
+    labels: Sequence[Mapping[str, Any]], backend: Any, *, k: int, temperature: float,
+    max_new_tokens: int, seed: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """Critiques sampled from a judge (`rwpipe.judge` backend: a local engine or a server), `k`
+    per solution labelled up to its first error, keeping the first whose parsed verdicts and
+    first error equal the labels' (ThinkPRM's filter). Returns the rows (source "judge") and
+    the agreement statistics."""
+    todo = [(r, stated) for r in labels if (stated := _stated(r))]
+    texts = backend.complete([judge_request(r["question"], r["steps"]) for r, _ in todo], k,
+                             temperature, max_new_tokens, seed)  # fmt: skip
+    out, sampled, parsed, agreeing = [], 0, 0, 0
+    for (r, stated), samples in zip(todo, texts, strict=True):
+        first = next((i for i, y in enumerate(stated) if y == 0), -1)
+        reads = [parse_critique(t, len(r["steps"])) for t in samples]
+        good = [t for t, got in zip(samples, reads, strict=True) if got == (stated, first)]
+        sampled, agreeing = sampled + len(samples), agreeing + len(good)
+        parsed += sum(got[1] is not None for got in reads)
+        if good:
+            out.append(_critique_row(r, good[0].strip(), stated, "judge"))
+    stats = {
+        "solutions": len(todo), "critiques_sampled": sampled, "critiques_parsed": parsed,
+        "critiques_agreeing": agreeing,
+        "agreement_rate": round(agreeing / sampled, 4) if sampled else 0.0,
+        "solutions_kept": len(out),
+        "critique_chars_sampled": sum(len(t) for samples in texts for t in samples),
+    }  # fmt: skip
+    return out, stats
+
+
+def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) -> dict[str, Any]:
+    """Stage `critiques`: verification targets for a generative PRM from LABELS (templated, or
+    sampled from a judge and filtered by agreement), written to OUT; the stats.
+
+    Raises:
+        InputError: no labelled rows in `cfg.splits`, none labelled up to its first error, no
+            judge (neither `critiques.judge.base_url` nor a judge model directory), or no
+            sampled critique that agrees with the labels.
+    """
+    import time
+
+    import pyarrow as pa
+
+    from rwpipe import artifacts
+    from rwpipe.errors import InputError
+
+    rows = [r for r in artifacts.read_artifact(labels, "labels").to_pylist()
+            if r["split"] in cfg.splits]  # fmt: skip
+    if not any(_stated(r) for r in rows):
+        raise InputError(f"{labels}: no solution in split(s) {', '.join(cfg.splits)} has step "
+                         "labels up to its first error (annotate.method?)")  # fmt: skip
+    start = time.perf_counter()
+    if cfg.source == "template":
+        got, stats = template_rows(rows), {}
+    else:
+        backend = _judge(cfg, base, judge_model)
+        try:
+            j = cfg.judge
+            got, stats = judged_rows(rows, backend, k=j.k, temperature=j.temperature,
+                                     max_new_tokens=j.max_new_tokens, seed=base.seed)  # fmt: skip
+        finally:
+            if hasattr(backend, "generator"):  # a local engine
+                backend.generator.close()
+        if not got:
+            raise InputError(f"{labels}: none of the {stats['critiques_sampled']} sampled "
+                             "critiques agrees with the labels; nothing written")  # fmt: skip
+    stats |= {"rows": len(got), "source": cfg.source,
+              "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    artifacts.write_artifact(pa.Table.from_pylist(got), out, "critiques", section="critiques",
+                             config=cfg, stats=stats)  # fmt: skip
+    return stats
+
+
+def _judge(cfg: Any, base: Any, judge_model: Any) -> Any:
+    from rwpipe.errors import InputError
+    from rwpipe.judge import LocalJudge, OpenAIJudge
+
+    if cfg.judge.base_url:
+        return OpenAIJudge.from_config(cfg.judge)
+    if judge_model is None:
+        raise InputError("critiques.source judge needs a judge: critiques.judge.base_url (a "
+                         "server) or a local model directory (--judge-model)")  # fmt: skip
+    from rwpipe.backends import load_engine
+
+    return LocalJudge(load_engine(judge_model, cfg.engine, device=base.device, seed=base.seed))

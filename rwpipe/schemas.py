@@ -155,14 +155,18 @@ SCORES = ArtifactSpec(
             _f("sample_idx", pa.int32()),
             _f("split", pa.string()),
             _f("model", pa.string()),  # the scoring model's directory name or hub id
-            _f("kind", pa.string()),  # orm | prm | implicit_prm
+            _f("kind", pa.string()),  # orm | prm | implicit_prm | generative_prm
             _f("format", pa.string()),  # how the model reads solutions (rwpipe.score)
             _f("outcome_score", pa.float32(), nullable=True),  # null: no step survived truncation
             _f("step_scores", pa.list_(pa.float32())),  # per step (kept steps; empty for an ORM)
         ]
     ),
     key=("problem_id", "sample_idx"),
-    choices={"split": SPLITS, "kind": ("orm", "prm", "implicit_prm"), "format": SCORE_FORMATS},
+    choices={
+        "split": SPLITS,
+        "kind": ("orm", "prm", "implicit_prm", "generative_prm"),
+        "format": SCORE_FORMATS,
+    },  # fmt: skip
     non_empty=("problem_id",),
 )
 

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from rwpipe.errors import RwpipeError
 from stages.annotate import annotate
+from stages.critiques import critiques
 from stages.eval import evaluate
 from stages.inputs import inputs
 from stages.model import model
@@ -37,6 +38,7 @@ app.command()(prepare)
 app.command()(rollout)
 app.command()(annotate)
 app.command()(pairs)
+app.command()(critiques)
 app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)

@@ -42,10 +42,18 @@ def train_rm(
            report_dir=report_dir, pairs=pairs)  # fmt: skip
 
 
+CritiquesOpt = Annotated[
+    Path | None,
+    typer.Option(help="Critiques (rwpipe critiques) for kind generative; default: templated "
+                 "from LABELS. Other kinds do not read them."),
+]  # fmt: skip
+
+
 def train_prm(
     labels: InFile, base_model: BaseModel, out: OutDir, *, report_dir: ReportDir = None,
-    params: ParamsOpt = DEFAULT_PARAMS,
+    critiques: CritiquesOpt = None, params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:  # fmt: skip
-    """Train a process reward model (discriminative on step labels, or implicit)."""
+    """Train a process reward model (discriminative on step labels, implicit on outcomes, or
+    generative on critiques)."""
     _train("train_prm", params, labels=labels, base_model=base_model, out=out,
-           report_dir=report_dir)  # fmt: skip
+           report_dir=report_dir, critiques=critiques)  # fmt: skip

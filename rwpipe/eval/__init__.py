@@ -179,11 +179,34 @@ def _reward_model(
     Raises:
         InputError: beam search asked with an aggregation undefined for the PRM's scores.
     """
-    from rwpipe.eval.metrics import score_kind, undefined
     from rwpipe.runtime import pick_device
-    from rwpipe.score import Scorer, score_rows
+    from rwpipe.score import Scorer, VoteScorer
 
-    scorer = Scorer(path, device=pick_device(base.device))
+    scorer: Any = Scorer(path, device=pick_device(base.device))
+    vote = None
+    if name == "prm" and cfg.critique_votes and scorer.kind == "generative_prm":
+        vote = scorer = VoteScorer(
+            path, cfg.search.engine, k=cfg.critique_votes, temperature=cfg.critique_temperature,
+            max_new_tokens=cfg.critique_max_new_tokens, device=base.device, seed=base.seed,
+        )  # fmt: skip
+    try:
+        scores, kind, metrics = _score_with(name, scorer, inputs, cfg, base, rule, policy)
+        if vote is not None:
+            metrics["prm_scoring"] = vote.stats()
+        return scores, kind, metrics
+    finally:
+        if vote is not None:
+            vote.close()
+
+
+def _score_with(
+    name: str, scorer: Any, inputs: Inputs, cfg: EvalConfig, base: BaseConfig, rule: StepRule,
+    policy: Path | None,
+) -> tuple[Scores, str, dict[str, Any]]:  # fmt: skip
+    """`_reward_model`'s work with a loaded scorer."""
+    from rwpipe.eval.metrics import score_kind, undefined
+    from rwpipe.score import score_rows
+
     kind = score_kind(scorer.kind)
     searching = name == "prm" and cfg.search.problems > 0 and policy is not None
     if searching and (reason := undefined(cfg.search.aggregation, kind)):

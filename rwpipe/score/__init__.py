@@ -8,9 +8,11 @@ scores are its summed log-ratio rewards instead: unbounded, higher is better).
 Formats (`format="auto"` detects each from what marks it; a directory that is none of them,
 such as a base model written by `rwpipe model`, is refused in one line):
 - `rwpipe`: a directory written by `rwpipe train-rm` / `train-prm`: its `rwpipe-model.json`
-  has `kind` orm, prm or implicit_prm (and its step tag and beta; an implicit PRM's card
-  also names its reference model, kept in `reference/`, which must be there unchanged). Reads
-  the chat prompt the policy saw. (`rwpipe model` writes a card of the same name, of kind
+  has `kind` orm, prm, implicit_prm or generative_prm (and its step tag and beta; an implicit
+  PRM's card also names its reference model, kept in `reference/`, which must be there
+  unchanged). Reads the chat prompt the policy saw; a generative PRM reads the question and
+  the steps in its verification request and is scored at its verdicts (`rwpipe.critique`).
+  (`rwpipe model` writes a card of the same name, of kind
   alias / local / hub: that is a base model, not a reward model.)
 - `math_shepherd`: a causal LM; each step is followed by " ки" and the step score is
   softmax over the logits of the "+" and "-" tokens at the tag, P("+"). Input: question, a
@@ -87,8 +89,9 @@ def detect_format(model_dir: str | Path, fmt: str = "auto") -> str:
         if fmt in ("auto", "rwpipe"):
             return "rwpipe"
     elif fmt == "rwpipe":
-        raise InputError(f"{path}: not an rwpipe reward model (no {CARD} of kind orm, prm or "
-                         f"implicit_prm): found {_found(path, card)}")  # fmt: skip
+        kinds = ", ".join(KINDS)
+        raise InputError(f"{path}: not an rwpipe reward model (no {CARD} of kind {kinds}): "
+                         f"found {_found(path, card)}")  # fmt: skip
     facts = _Facts.read(path, card)
     if fmt == "auto":
         for name in ("qwen_prm", "trl_prm", "math_shepherd"):
@@ -270,7 +273,7 @@ class Scorer:
         from rwpipe.train.data import Example, encode_solution
 
         if self.format == "rwpipe":
-            return self.backbone.encode(s.prompt, s.steps, self.max_length)
+            return self.backbone.encode(s.prompt, s.steps, self.max_length, s.question)
         if self.format == "math_shepherd":
             steps = [step.rstrip() + f" {MS_TAG}\n" for step in s.steps]
             enc = encode_solution(self.tokenizer, s.question + " ", steps, "", self.max_length)
@@ -356,6 +359,57 @@ class Scorer:
             steps = [float(probs[b, p]) for p in e.step_ends]
             out.append((steps[-1] if steps else None, steps))
         return out
+
+
+class VoteScorer:
+    """A generative PRM scored by the vote over K critiques it samples per solution
+    (`rwpipe.critique.vote_scores`), with the same `score` as `Scorer`. A solution none of
+    whose critiques parses gets no scores (None, []), like one that does not fit."""
+
+    kind = "generative_prm"
+
+    def __init__(self, model_dir: str | Path, engine: Any, *, k: int, temperature: float,
+                 max_new_tokens: int, device: str, seed: int) -> None:  # fmt: skip
+        from rwpipe.backends import load_engine
+
+        self.name, self.k, self.seed = Path(model_dir).name, k, seed
+        self.format = f"rwpipe, vote of {k} sampled critiques"
+        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self.generator = load_engine(model_dir, engine, device=device, seed=seed)
+        self.tokens = self.unparsed = self.solutions = 0
+
+    def score(
+        self,
+        solutions: Sequence[Solution],
+        batch_size: int = 8,
+        advance: Callable[[int, int], None] | None = None,
+    ) -> list[tuple]:
+        from rwpipe.backends import SamplingParams
+        from rwpipe.critique import verification_request, vote_scores
+
+        prompts = [self.generator.chat_prompt(verification_request(s.question, s.steps))
+                   for s in solutions]  # fmt: skip
+        params = SamplingParams(n=self.k, temperature=self.temperature, seed=self.seed,
+                                max_new_tokens=self.max_new_tokens, logprobs=False)  # fmt: skip
+        out: list[tuple] = []
+        for s, comps in zip(solutions, self.generator.generate(prompts, params), strict=True):
+            tokens = sum(len(c.token_ids) for c in comps)
+            votes = vote_scores([c.text for c in comps], len(s.steps))
+            self.tokens, self.solutions = self.tokens + tokens, self.solutions + 1
+            self.unparsed += votes is None
+            out.append((votes[-1], votes) if votes else (None, []))
+            if advance is not None:
+                advance(1, tokens)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"mode": self.format, "critiques_per_solution": self.k,
+                "solutions": self.solutions, "generated_tokens": self.tokens,
+                "tokens_per_solution": round(self.tokens / max(self.solutions, 1), 1),
+                "unparsed_solutions": self.unparsed}  # fmt: skip
+
+    def close(self) -> None:
+        self.generator.close()
 
 
 def score_rows(

@@ -1,5 +1,6 @@
 """Reward-model training: outcome RMs (Bradley-Terry or pointwise) and PRMs (discriminative on
-step labels, or implicit from outcome labels), on labels.arrow.
+step labels, implicit from outcome labels, or generative: supervised fine-tuning on critiques
+of the step labels, loss on the critique's tokens only), on labels.arrow.
 
 `train_reward_model` is the whole stage: examples from the labels, a held-out set of problems,
 `fit` (resumable), an evaluation each epoch, and the final model saved as a plain transformers
@@ -25,6 +26,7 @@ from rwpipe.runtime import default_dtype, seed_everything
 from rwpipe.train.backbone import Backbone, load_backbone, save_backbone
 from rwpipe.train.data import (
     Example,
+    critique_examples,
     outcome_examples,
     pair_items,
     preference_pairs,
@@ -78,7 +80,7 @@ def evaluate_backbone(
     if steps:
         out["eval_steps"] = len(steps)
         out |= _with_ci("step_auc", roc_auc, steps, truth)
-        if backbone.kind == "prm":
+        if backbone.kind in ("prm", "generative_prm"):
             out |= _with_ci("step_accuracy", accuracy, steps, truth)
     known = [
         (s[0], e.outcome) for s, e in zip(scores, examples, strict=True) if e.outcome is not None
@@ -97,7 +99,7 @@ def evaluate_backbone(
 
 def run(
     cfg: TrainRMConfig | TrainPRMConfig, base: Any, *, labels: Path, base_model: Path, out: Path,
-    report_dir: Path | None = None, pairs: Path | None = None,
+    report_dir: Path | None = None, pairs: Path | None = None, critiques: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Stages `train_rm` / `train_prm` (which one: the type of `cfg`): train on LABELS (and
     PAIRS for a Bradley-Terry ORM), save the model to OUT, write the report; the metrics.
@@ -112,6 +114,9 @@ def run(
         raise InputError(f"{labels}: no rows")
     artifacts.check_model_dir(base_model)
     pairs_table = artifacts.read_artifact(pairs, "pairs") if pairs is not None else None
+    generative = isinstance(cfg, TrainPRMConfig) and cfg.kind == "generative"
+    critique_table = (artifacts.read_artifact(critiques, "critiques")
+                      if critiques is not None and generative else None)  # fmt: skip
     section = "train_rm" if isinstance(cfg, TrainRMConfig) else "train_prm"
     stamp = {
         "base": base,
@@ -119,11 +124,12 @@ def run(
         "labels": artifacts.path_digest(labels),
         "model": artifacts.path_digest(base_model),
         "pairs": artifacts.path_digest(pairs) if pairs is not None else None,
+        "critiques": artifacts.path_digest(critiques) if critique_table is not None else None,
     }
     fingerprint = hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode())
     state, metrics = train_reward_model(
         table, base_model, out, cfg, seed=base.seed, device=base.device, where=str(labels),
-        fingerprint=fingerprint.hexdigest(), pairs=pairs_table,
+        fingerprint=fingerprint.hexdigest(), pairs=pairs_table, critiques=critique_table,
     )  # fmt: skip
     if is_main_process():
         write_report(report_dir or out.with_name(out.name + ".report"), state, metrics)
@@ -136,6 +142,8 @@ def _kind(cfg: TrainRMConfig | TrainPRMConfig) -> tuple[str, str, str, float]:
         return "orm", cfg.loss, "", 0.0
     if cfg.kind == "implicit":
         return "implicit_prm", "implicit", "", cfg.beta
+    if cfg.kind == "generative":
+        return "generative_prm", "sft", "", 0.0
     return "prm", "step", cfg.step_tag, 0.0
 
 
@@ -151,6 +159,7 @@ def train_reward_model(
     fingerprint: str,
     stop_after_steps: int | None = None,
     pairs: pa.Table | None = None,
+    critiques: pa.Table | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Train and save one reward model; returns the training state and the final metrics.
 
@@ -172,6 +181,8 @@ def train_reward_model(
         gradient_checkpointing=cfg.optim.gradient_checkpointing,
     )
     rows = [r for r in labels.to_pylist() if r["split"] == "train"]
+    if critiques is not None:  # a generative PRM's targets, as written by `rwpipe critiques`
+        rows = [r for r in critiques.to_pylist() if r["split"] == "train"]
     examples = _examples(rows, backbone, kind, cfg, where)
     train, held = split_by_group(examples, [e.group for e in examples], cfg.eval_fraction, seed)
     items, lengths = _items(objective, train, pairs, backbone, cfg, seed, where)
@@ -218,6 +229,12 @@ def _examples(rows: list[dict], backbone: Backbone, kind: str,
     discriminative PRM, else outcome-labelled ones (with their step labels, where annotate
     made them, so an implicit PRM's steps can be evaluated)."""
     max_len = cfg.optim.max_length
+    if kind == "generative_prm":
+        examples = critique_examples(rows, backbone.tokenizer, max_length=max_len)
+        if not examples:
+            raise InputError(f"{where}: no solution with step labels up to its first error in "
+                             "the train split (annotate.method?)")  # fmt: skip
+        return examples
     if kind == "prm":
         examples = prm_examples(rows, backbone.tokenizer, soft=cfg.targets == "soft",
                                 step_tag=cfg.step_tag, max_length=max_len)  # fmt: skip
@@ -250,7 +267,7 @@ def _items(objective: str, train: list[Example], pairs: pa.Table | None, backbon
             raise InputError(f"{where}: no problem has both a correct and an incorrect rollout")
         return items, [len(a) + len(b) for a, b in items]
     outcomes = {e.outcome for e in train}
-    if objective != "step" and len(outcomes) < 2:
+    if objective not in ("step", "sft") and len(outcomes) < 2:
         raise InputError(f"{where}: every train rollout has the same outcome {outcomes}")
     if not train:
         raise InputError(f"{where}: nothing left to train on after holding out problems")

@@ -9,6 +9,10 @@ Kinds:
   and, in `reference/`, pi_ref's weights (the base model as training saw it), with their
   sha256 in the card, so the directory alone scores and can be moved to another machine at
   the cost of a second copy of the weights. `load_saved` loads either back.
+- `generative_prm`: a causal LM fine-tuned to write a verification critique
+  (`rwpipe.critique`: one boxed verdict per step, then the first incorrect step). Its step
+  score is P("correct") against P("incorrect") at each verdict position of the teacher-forced
+  critique that judges every earlier step correct: one forward pass per solution.
 """
 
 import contextlib
@@ -35,7 +39,7 @@ from rwpipe.train.losses import (
     token_logprobs,
 )
 
-KINDS = ("orm", "prm", "implicit_prm")
+KINDS = ("orm", "prm", "implicit_prm", "generative_prm")
 CARD = "rwpipe-model.json"
 REFERENCE = "reference"  # an implicit PRM's subdirectory holding pi_ref
 
@@ -129,6 +133,13 @@ class Backbone:
                     if t is not None:
                         targets[b, pos], mask[b, pos] = t, 1
             return step_bce_loss(logits, targets, mask)
+        if objective == "sft":  # generative_prm: cross-entropy on the critique's tokens
+            ids, mask = self.tensors([e.input_ids for e in batch])
+            logps = token_logprobs(self.model(input_ids=ids, attention_mask=mask).logits, ids)
+            response = torch.zeros_like(logps)
+            for b, e in enumerate(batch):
+                response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
+            return -(logps * response).sum() / response.sum().clamp(min=1)
         if objective == "implicit":
             logps, ref, response = self._logps(batch)
             outcomes = torch.tensor([e.outcome for e in batch], device=logps.device)
@@ -144,6 +155,7 @@ class Backbone:
         orm: sigmoid(logit), no step scores. prm: sigmoid at each step end; the outcome score
         is the last step's (None when no step fit). implicit_prm: each step's summed implicit
         reward; the outcome score is sigmoid of the total (the model's P(correct)).
+        generative_prm: P(correct) at each verdict position; the outcome score is the last's.
         """
         if self.kind == "orm":
             return [(float(s), []) for s in torch.sigmoid(self.sequence_scores(examples))]
@@ -154,6 +166,8 @@ class Backbone:
                 steps = [float(probs[b, p]) for p in e.step_ends]
                 out.append((steps[-1] if steps else None, steps))
             return out
+        if self.kind == "generative_prm":
+            return self._verdict_scores(examples)
         rewards = self.token_rewards(examples)
         out = []
         for b, e in enumerate(examples):
@@ -163,13 +177,40 @@ class Backbone:
             out.append((float(torch.sigmoid(rewards[b].sum())), steps))
         return out
 
-    def encode(self, prompt: str, steps: Sequence[str], max_length: int = 0) -> Example:
+    def _verdict_scores(self, examples: Sequence[Example]) -> list[tuple[float, list[float]]]:
+        """generative_prm: P(correct) over the two verdict tokens at each verdict position."""
+        from rwpipe.critique import verdict_tokens
+
+        good, bad = verdict_tokens(self.tokenizer)
+        ids, mask = self.tensors([e.input_ids for e in examples])
+        logits = self.model(input_ids=ids, attention_mask=mask).logits
+        probs = logits[..., [good, bad]].float().softmax(-1)[..., 0]
+        out = []
+        for b, e in enumerate(examples):
+            steps = [float(probs[b, p]) for p in e.step_ends]
+            out.append((steps[-1] if steps else None, steps))
+        return out
+
+    def encode(
+        self, prompt: str, steps: Sequence[str], max_length: int = 0, question: str = ""
+    ) -> Example:
+        """A solution as this model reads it: prompt + steps (step ends marked), or for a
+        generative PRM the verification request of `question` and the critique judging every
+        step correct (verdict positions marked)."""
+        if self.kind == "generative_prm":
+            from rwpipe.critique import encode_critique
+
+            ids, prompt_len, ends = encode_critique(
+                self.tokenizer, question, steps, [1] * len(steps), max_length
+            )
+            return Example(ids, prompt_len, ends)
         tag = self.step_tag if self.kind == "prm" else ""
         enc = encode_solution(self.tokenizer, prompt, steps, tag, max_length)
         return Example(enc.input_ids, enc.prompt_len, enc.step_ends)
 
 
-TASKS = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM", "policy": "CAUSAL_LM"}
+TASKS = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM",
+         "generative_prm": "CAUSAL_LM", "policy": "CAUSAL_LM"}  # fmt: skip
 
 
 def load_model(
@@ -401,6 +442,11 @@ READING = {
     "in `reference/` (the base model's weights as training saw them; keep it with this "
     "directory: rwpipe refuses to score when it is missing or its sha256 differs from the "
     "card's `reference.sha256`).",
+    "generative_prm": "AutoModelForCausalLM that writes a step-by-step verification critique "
+    "(rwpipe.critique: `Step k: The step is \\boxed{correct}.` per step, up to the first "
+    "incorrect one, then `The first incorrect step is \\boxed{k}.`); P(step correct) = the "
+    "probability of `correct` against `incorrect` at step k's verdict, teacher-forced with the "
+    "earlier steps judged correct. Or sample critiques and parse them.",
 }
 
 

@@ -91,6 +91,43 @@ def prm_examples(
     return out
 
 
+def critique_examples(rows: Sequence[dict], tokenizer: Any, *, max_length: int) -> list[Example]:
+    """Generative-PRM examples: the verification request and its critique, step targets at the
+    verdict positions. From labels rows (each labelled up to its first incorrect step gets the
+    templated critique) or from critiques rows (`rwpipe critiques`): a templated one is encoded
+    the same way; a sampled one (source "judge", free text before each verdict) is trained on
+    as written, with no verdict positions to evaluate at."""
+    from rwpipe.backends import apply_chat_template
+    from rwpipe.critique import encode_critique, stated_labels, verification_request
+
+    out = []
+    for r in rows:
+        key = (r["problem_id"], r["sample_idx"])
+        if r.get("source") == "judge":
+            prompt = apply_chat_template(tokenizer, verification_request(r["question"], r["steps"]))
+            ids = list(tokenizer.encode(prompt, add_special_tokens=False))
+            target = tokenizer.encode(r["critique"], add_special_tokens=False)
+            eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+            full = ids + target + eos
+            if not max_length or len(full) <= max_length:
+                out.append(Example(full, len(ids), [], [], None, r["problem_id"], key))
+            continue
+        if "step_verdicts" in r:
+            stated = list(r["step_verdicts"])
+        else:
+            hard = r["step_hard"] or []
+            stated = stated_labels(hard) if len(hard) == len(r["steps"]) else None
+        if not stated:
+            continue
+        ids, prompt_len, ends = encode_critique(tokenizer, r["question"], r["steps"], stated,
+                                                max_length)  # fmt: skip
+        if not ends:
+            continue
+        targets = [float(y) for y in stated[: len(ends)]]
+        out.append(Example(ids, prompt_len, ends, targets, r.get("outcome"), r["problem_id"], key))
+    return out
+
+
 def solution_example(tokenizer: Any, prompt: str, steps: Sequence[str], *, max_length: int,
                      outcome: float | None, group: str, key: tuple) -> Example:  # fmt: skip
     """A whole solution, cut from the left to `max_length` (the end, which holds the answer
