@@ -251,10 +251,14 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
     """Stage `critiques`: verification targets for a generative PRM from LABELS (templated, or
     sampled from a judge and filtered by agreement), written to OUT; the stats.
 
+    With a template and no solution labelled up to its first error (outcome-only labels) the
+    artifact is empty (the stats say why): the other PRM kinds do not read it, and training a
+    generative PRM on it is refused.
+
     Raises:
-        InputError: no labelled rows in `cfg.splits`, none labelled up to its first error, no
-            judge (neither `critiques.judge.base_url` nor a judge model directory), or no
-            sampled critique that agrees with the labels.
+        InputError: a judge source with no solution labelled up to its first error, no judge
+            (neither `critiques.judge.base_url` nor a judge model directory), or no sampled
+            critique that agrees with the labels.
     """
     import time
 
@@ -262,15 +266,19 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
 
     from rwpipe import artifacts
     from rwpipe.errors import InputError
+    from rwpipe.schemas import SPECS
 
     rows = [r for r in artifacts.read_artifact(labels, "labels").to_pylist()
             if r["split"] in cfg.splits]  # fmt: skip
-    if not any(_stated(r) for r in rows):
-        raise InputError(f"{labels}: no solution in split(s) {', '.join(cfg.splits)} has step "
-                         "labels up to its first error (annotate.method?)")  # fmt: skip
     start = time.perf_counter()
     if cfg.source == "template":
-        got, stats = template_rows(rows), {}
+        # none (outcome-only labels): an empty artifact, so the pipeline runs on for the PRM
+        # kinds that do not read it; a generative PRM refuses it in one line
+        got = template_rows(rows)
+        stats = {} if got else {"note": "no solution labelled up to its first error"}
+    elif not any(_stated(r) for r in rows):
+        raise InputError(f"{labels}: no solution in split(s) {', '.join(cfg.splits)} has step "
+                         "labels up to its first error to sample critiques for")  # fmt: skip
     else:
         backend = _judge(cfg, base, judge_model)
         try:
@@ -285,8 +293,9 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
                              "critiques agrees with the labels; nothing written")  # fmt: skip
     stats |= {"rows": len(got), "source": cfg.source,
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-    artifacts.write_artifact(pa.Table.from_pylist(got), out, "critiques", section="critiques",
-                             config=cfg, stats=stats)  # fmt: skip
+    table = pa.Table.from_pylist(got, schema=SPECS["critiques"].schema)
+    artifacts.write_artifact(table, out, "critiques", section="critiques", config=cfg,
+                             stats=stats)  # fmt: skip
     return stats
 
 

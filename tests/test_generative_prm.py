@@ -195,3 +195,19 @@ def test_critiques_stage_templates_the_labels(tmp_path):
     with pytest.raises(InputError, match="needs a judge"):
         run(CritiquesConfig(source="judge"), BaseConfig(), labels=labels, out=tmp_path / "j.arrow")
     assert not (tmp_path / "j.arrow").exists()
+    # outcome-only labels: an empty artifact (the pipeline runs on), which a generative PRM
+    # refuses in one line naming it
+    outcome_only = _separable(1).to_pylist()
+    for r in outcome_only:
+        r["step_hard"] = r["step_soft"] = [None] * len(r["steps"])
+    artifacts.write_artifact(pa.Table.from_pylist(outcome_only), labels, "labels",
+                             section="annotate")  # fmt: skip
+    stats = run(CritiquesConfig(), BaseConfig(), labels=labels, out=tmp_path / "e.arrow")
+    assert stats["rows"] == artifacts.read_artifact(tmp_path / "e.arrow", "critiques").num_rows == 0
+    from rwpipe.train import run as train_run
+
+    cfg = TrainPRMConfig(kind="generative", optim=OptimConfig(max_length=256))
+    with pytest.raises(InputError, match="e.arrow: no solution with step labels"):
+        train_run(cfg, BaseConfig(), labels=labels, base_model=_small_lm(tmp_path / "lm"),
+                  out=tmp_path / "gprm", critiques=tmp_path / "e.arrow")  # fmt: skip
+    assert not (tmp_path / "gprm").exists()

@@ -128,7 +128,8 @@ def run(
     }
     fingerprint = hashlib.sha256(json.dumps(stamp, sort_keys=True, default=str).encode())
     state, metrics = train_reward_model(
-        table, base_model, out, cfg, seed=base.seed, device=base.device, where=str(labels),
+        table, base_model, out, cfg, seed=base.seed, device=base.device,
+        where=str(critiques if critique_table is not None else labels),
         fingerprint=fingerprint.hexdigest(), pairs=pairs_table, critiques=critique_table,
     )  # fmt: skip
     if is_main_process():
