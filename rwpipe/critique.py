@@ -270,6 +270,8 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
 
     rows = [r for r in artifacts.read_artifact(labels, "labels").to_pylist()
             if r["split"] in cfg.splits]  # fmt: skip
+    if not rows:
+        raise InputError(f"{labels}: no labelled rollouts in split(s) {', '.join(cfg.splits)}")
     start = time.perf_counter()
     if cfg.source == "template":
         # none (outcome-only labels): an empty artifact, so the pipeline runs on for the PRM

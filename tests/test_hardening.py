@@ -22,6 +22,7 @@ STAGES = {
     "rollout": (["IN", "MODEL", "OUT.arrow"], "problems", "rollout"),
     "annotate": (["IN", "MODEL", "OUT.arrow"], "rollouts", "annotate"),
     "pairs": (["IN", "OUT.arrow"], "labels", "pairs"),
+    "critiques": (["IN", "OUT.arrow"], "labels", "critiques"),
     "train-rm": (["IN", "MODEL", "OUT"], "labels", "train_rm"),
     "train-prm": (["IN", "MODEL", "OUT"], "labels", "train_prm"),
     "rl": (["IN", "MODEL", "OUT"], "problems", "rl"),
