@@ -810,7 +810,7 @@ def _validity_ids(r: dict) -> list[str]:
     """Claims a and b in the order of the issue: self-consistency, then each verifier."""
     ids = [k[len("claim_") : -len("_verdict")] for k in r
            if k.startswith("claim_") and k.endswith("_verdict") and f"{k[:-8]}_estimate" in r
-           and not k.startswith("claim_c_")]  # fmt: skip
+           and not k.startswith(("claim_c_", "claim_d_"))]  # fmt: skip
     order = ["majority"] + list(VERIFIERS)
     return sorted(ids, key=lambda i: [n for n, v in enumerate(order) if i.startswith(v)] or [9])
 
@@ -862,10 +862,29 @@ def validity_table(res: Results) -> str:
             f"{r[f'{c}_n']} solutions", f"**{r[f'{c}_verdict']}**",
         ])  # fmt: skip
         methods.append(r[f"{c}_ci_method"])
+    for credit, name in (("sum", "`sum`"), ("clip", "`clip`"), ("min", "`min_form`"),
+                         ("delta", "`delta`"), ("verifiable", "")):  # fmt: skip
+        c = f"claim_d_{credit}"
+        if f"{c}_verdict" not in r:
+            continue
+        est, lo, hi = r[f"{c}_estimate"], r[f"{c}_ci95_lo"], r[f"{c}_ci95_hi"]
+        length = " → ".join(f(r[f"{c}_length_{w}"], 1) for w in ("first", "last"))
+        signature = f"length {length} tokens"
+        if r.get(f"{c}_steps_per_solution_first") is not None:
+            steps = " → ".join(f(r[f"{c}_steps_per_solution_{w}"], 2) for w in ("first", "last"))
+            signature = f"steps per solution {steps}, {signature}"
+        what = f"the PRM alone with credit {name}" if name else "the verifiable reward"
+        rows.append([
+            f"d. RL on {what} raises pass@1 ({signature})",
+            f"{sf(est)} {ci(lo, hi, signed=True)}", f"{r[f'{c}_n']} problems",
+            f"**{r[f'{c}_verdict']}**",
+        ])  # fmt: skip
+        methods.append(r.get(f"{c}_ci_method") or "")
     if not rows:
         return "*No claim finished in this results file.*"
     out = table(["claim", "estimate [95% CI]", "n", "verdict"], rows)
-    return out + "\n\n95% CI: " + "; ".join(sorted(set(methods))) + f".\n\nd. {r['claim_d']}."
+    methods = sorted({m for m in methods if m})
+    return out + "\n\n95% CI: " + "; ".join(methods) + f".\n\nd: {r['claim_d']}."
 
 
 # ---- PRM kinds --------------------------------------------------------------------------------
