@@ -104,10 +104,11 @@ def base_params(args: argparse.Namespace, gguf: Path) -> dict[str, Any]:
             "shard_size": 16,
             "sampling": {"n": 4, "max_new_tokens": args.max_new_tokens},
         },
-        "annotate": {
+        "annotate": {  # one problem per shard: the budget is checked between shards
             "budget_tokens": args.label_budget_tokens,
+            "shard_size": 1,
             "select": "incorrect",  # mc: a correct rollout's steps are all correct (as OmegaPRM)
-            "completion": {"k": 4, "k_first": 2, "max_new_tokens": args.max_new_tokens},
+            "completion": {"k": 4, "k_first": 2, "max_new_tokens": args.label_max_new_tokens},
         },
         "pairs": {"per_problem": 2},
         "train_rm": {"optim": {"max_length": 768}},
@@ -266,6 +267,12 @@ def main() -> None:
         type=int,
         default=10000,
         help="annotate.budget_tokens of each training label set",
+    )
+    ap.add_argument(
+        "--label-max-new-tokens",
+        type=int,
+        default=160,
+        help="tokens per completion from a tested prefix (MC, OmegaPRM)",
     )
     ap.add_argument("--pb-items", type=int, default=16, help="ProcessBench solutions (claim c)")
     ap.add_argument("--pb-max-new-tokens", type=int, default=96)
