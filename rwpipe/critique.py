@@ -96,7 +96,7 @@ def parse_critique(text: str, num_steps: int) -> tuple[list[int], int | None]:
     return verdicts, stated - 1 if stated > 0 else -1
 
 
-def _stated(r: Mapping[str, Any]) -> list[int] | None:
+def row_stated_labels(r: Mapping[str, Any]) -> list[int] | None:
     """A labels row's stated labels (`stated_labels`), None when its steps are not all
     labelled up to the first error (outcome-only rows, a budget cut, unknown steps)."""
     hard = r.get("step_hard") or []
@@ -117,7 +117,7 @@ def template_rows(labels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     row whose step labels are complete up to their first error (`stated_labels`); the others
     (outcome-only rows, a budget cut, unknown steps) are left out."""
     return [_critique_row(r, format_critique(stated), stated, "template")
-            for r in labels if (stated := _stated(r))]  # fmt: skip
+            for r in labels if (stated := row_stated_labels(r))]  # fmt: skip
 
 
 # -- the generative PRM's sequences ---------------------------------------------------------------
@@ -225,7 +225,7 @@ def judged_rows(
     per solution labelled up to its first error, keeping the first whose parsed verdicts and
     first error equal the labels' (ThinkPRM's filter). Returns the rows (source "judge") and
     the agreement statistics."""
-    todo = [(r, stated) for r in labels if (stated := _stated(r))]
+    todo = [(r, stated) for r in labels if (stated := row_stated_labels(r))]
     texts = backend.complete([judge_request(r["question"], r["steps"]) for r, _ in todo], k,
                              temperature, max_new_tokens, seed)  # fmt: skip
     out, sampled, parsed, agreeing = [], 0, 0, 0
@@ -278,7 +278,7 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
         # kinds that do not read it; a generative PRM refuses it in one line
         got = template_rows(rows)
         stats = {} if got else {"note": "no solution labelled up to its first error"}
-    elif not any(_stated(r) for r in rows):
+    elif not any(row_stated_labels(r) for r in rows):
         raise InputError(f"{labels}: no solution in split(s) {', '.join(cfg.splits)} has step "
                          "labels up to its first error to sample critiques for")  # fmt: skip
     else:

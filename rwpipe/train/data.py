@@ -98,7 +98,7 @@ def critique_examples(rows: Sequence[dict], tokenizer: Any, *, max_length: int) 
     the same way; a sampled one (source "judge", free text before each verdict) is trained on
     as written, with no verdict positions to evaluate at."""
     from rwpipe.backends import apply_chat_template
-    from rwpipe.critique import encode_critique, stated_labels, verification_request
+    from rwpipe.critique import encode_critique, row_stated_labels, verification_request
 
     out = []
     for r in rows:
@@ -112,11 +112,7 @@ def critique_examples(rows: Sequence[dict], tokenizer: Any, *, max_length: int) 
             if not max_length or len(full) <= max_length:
                 out.append(Example(full, len(ids), [], [], None, r["problem_id"], key))
             continue
-        if "step_verdicts" in r:
-            stated = list(r["step_verdicts"])
-        else:
-            hard = r["step_hard"] or []
-            stated = stated_labels(hard) if len(hard) == len(r["steps"]) else None
+        stated = list(r["step_verdicts"]) if "step_verdicts" in r else row_stated_labels(r)
         if not stated:
             continue
         ids, prompt_len, ends = encode_critique(tokenizer, r["question"], r["steps"], stated,
