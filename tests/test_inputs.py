@@ -56,7 +56,10 @@ def test_a_directory_and_a_local_model_source_are_digested(tmp_path, write_param
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
-    params = write_params({"prepare": {"eval": str(data)}, "model": {"source": str(model)}})
+    params = write_params({
+        "prepare": {"eval": str(data)}, "model": {"source": str(model)},
+        "eval": {"processbench": "sample", "threshold_tune": "", "prmbench": ""},
+    })  # fmt: skip
     got = digest_inputs(params)
     assert sorted(got["prepare"]["prepare.eval"]["files"]) == [
         (data / "a.parquet").as_posix(), (data / "sub" / "b.parquet").as_posix(),
