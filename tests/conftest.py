@@ -73,9 +73,29 @@ def model_dir(smollm2_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def hf_generator(model_dir: str) -> Iterator:
-    """The real model on transformers, shared by every test that needs it."""
+    """The real model on transformers in float32, shared by every test that needs it.
+
+    float32, not `dtype: auto`: the engine conventions (seeds, batch independence, greedy
+    parity between engines, raw logprobs) hold bit for bit only there. On a CPU with native
+    bfloat16, `auto` means bfloat16; `hf_generator_auto` and
+    test_backends.py::test_auto_dtype_stays_close_to_float32 check that numerics.
+    """
     from rwpipe.backends import load_generator
 
+    generator = load_generator(model_dir, "hf", device="cpu", dtype="float32")
+    yield generator
+    generator.close()
+
+
+@pytest.fixture(scope="session")
+def hf_generator_auto(model_dir: str, hf_generator) -> Iterator:
+    """The real model on transformers at `dtype: auto` (the float32 one where auto is float32)."""
+    from rwpipe.backends import load_generator
+    from rwpipe.runtime import auto_dtype_name
+
+    if auto_dtype_name(on_cpu=True) == "float32":
+        yield hf_generator
+        return
     generator = load_generator(model_dir, "hf", device="cpu")
     yield generator
     generator.close()
@@ -83,11 +103,12 @@ def hf_generator(model_dir: str) -> Iterator:
 
 @pytest.fixture(scope="session")
 def vllm_generator(model_dir: str) -> Iterator:
-    """The real model on vLLM: one in-process engine per test session."""
+    """The real model on vLLM in float32: one in-process engine per test session."""
     from rwpipe.backends import is_vllm_available, load_generator
 
     if not is_vllm_available():
         pytest.skip("vllm is not installed")
-    generator = load_generator(model_dir, "vllm", device="auto", kv_cache_gib=1.0)
+    # float32 like hf_generator: the two engines agree token for token there
+    generator = load_generator(model_dir, "vllm", device="auto", dtype="float32", kv_cache_gib=1.0)
     yield generator
     generator.close()

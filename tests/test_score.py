@@ -1,5 +1,8 @@
 """The scoring layer: each external PRM convention on a tiny random model built here with that
 convention, against a by-hand reading of the logits; rwpipe's own models through the same API.
+Scorers run in float32, as the references do: at `dtype: auto` a CPU with native bfloat16
+computes in bfloat16, which moves scores in the fourth decimal and would blur what is checked
+here (which position, which token, which order), not the numerics.
 
 python -m pytest tests/test_score.py -q
 """
@@ -46,7 +49,7 @@ def _logits(model, tok, text):
 def test_math_shepherd_convention(tmp_path):
     # auto-detection needs a name that marks a PRM: "ки" is in every Mistral vocabulary
     path, model, tok = _save(tmp_path / "math-shepherd-prm", "causal", [MS_TAG])
-    scorer = Scorer(path, device=torch.device("cpu"))
+    scorer = Scorer(path, device=torch.device("cpu"), dtype=torch.float32)
     assert scorer.format == "math_shepherd" == detect_format(path)
     got = scorer.score(SOLUTIONS)
     for s, (outcome, steps) in zip(SOLUTIONS, got, strict=True):
@@ -61,7 +64,7 @@ def test_math_shepherd_convention(tmp_path):
 
 def test_qwen_prm_convention(tmp_path):
     path, model, tok = _save(tmp_path / "qwen", "token", [QWEN_TAG])
-    scorer = Scorer(path, device=torch.device("cpu"))
+    scorer = Scorer(path, device=torch.device("cpu"), dtype=torch.float32)
     assert scorer.format == "qwen_prm"
     got = scorer.score(SOLUTIONS)
     for s, (_, steps) in zip(SOLUTIONS, got, strict=True):
@@ -78,7 +81,7 @@ def test_qwen_prm_convention(tmp_path):
 
 def test_trl_prm_convention(tmp_path):
     path, model, tok = _save(tmp_path / "trl", "token")
-    scorer = Scorer(path, device=torch.device("cpu"))
+    scorer = Scorer(path, device=torch.device("cpu"), dtype=torch.float32)
     assert scorer.format == "trl_prm"
     [(_, steps)] = scorer.score(SOLUTIONS[:1])
     s = SOLUTIONS[0]
@@ -97,7 +100,7 @@ def test_rwpipe_models_score_through_the_same_api(tmp_path):
         torch.manual_seed(0)
         bb = load_backbone(base, kind, device=torch.device("cpu"), dtype=torch.float32)
         save_backbone(bb, tmp_path / kind, {"metrics": {}})
-        scorer = Scorer(tmp_path / kind, device=torch.device("cpu"))
+        scorer = Scorer(tmp_path / kind, device=torch.device("cpu"), dtype=torch.float32)
         assert (scorer.format, scorer.kind) == ("rwpipe", kind)
         got = scorer.score(SOLUTIONS)
         want = bb.score([bb.encode(s.prompt, s.steps) for s in SOLUTIONS])
@@ -110,7 +113,7 @@ def test_length_sorted_batches_keep_order_and_scores(tmp_path):
     # Scorer.score batches solutions by length; each keeps its own score, in input order,
     # and progress sees every solution and token once
     path, model, tok = _save(tmp_path / "trl", "token")
-    scorer = Scorer(path, device=torch.device("cpu"))
+    scorer = Scorer(path, device=torch.device("cpu"), dtype=torch.float32)
     long = Solution("Q?", "", ["a much longer first step with many words in it\n\n"] * 6)
     mixed = [SOLUTIONS[1], long, SOLUTIONS[0], long, SOLUTIONS[0]]
     seen = []
