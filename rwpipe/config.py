@@ -100,6 +100,10 @@ class VLLMConfig:
     kv_cache_gib: float = 2.0  # CPU KV cache size in GiB (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = True  # CPU: torch.compile costs minutes at start and was slower here
     max_model_len: int = 2048
+    # Where torch.compile keeps its caches (vLLM's compiled graphs, inductor's kernels) when
+    # enforce_eager is off, so that a later stage or run starts warm; "" keeps vLLM's and
+    # torch's own defaults. VLLM_CACHE_ROOT / TORCHINDUCTOR_CACHE_DIR in the environment win.
+    compile_cache_dir: str = "~/.cache/rwpipe/compile"
 
     def __post_init__(self) -> None:
         for key in ("tensor_parallel_size", "data_parallel_size"):
@@ -114,6 +118,9 @@ class GenerationConfig:
     stage differs, merged over the shared section (see `load_section`)."""
 
     backend: Literal["auto", "vllm", "hf"] = "auto"  # auto: vllm where it imports, else hf
+    # What the engine computes in. auto: bfloat16 on CUDA and on CPUs with native bfloat16
+    # (AVX-512 BF16, AMX: read from the CPU flags), float32 elsewhere (rwpipe.runtime).
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     hf_batch_size: int = 64  # sequences per transformers generate() call
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
@@ -283,7 +290,7 @@ class TrainRMConfig:
     loss: Literal["bt", "pointwise"] = "bt"  # Bradley-Terry on pairs, or BCE on outcomes
     pairs_per_problem: int = 4  # bt: (correct, incorrect) pairs drawn per problem
     eval_fraction: float = 0.2  # problems held out of the train split for evaluation
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: float32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: rwpipe.runtime.default_dtype
     optim: OptimConfig = field(default_factory=OptimConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
 

