@@ -1,15 +1,19 @@
 """The README's two commands on a fresh clone, timed: `make demo` (install, then `dvc repro` of
 the whole pipeline) and, with --tests, `make test` (what CI runs).
 
-    python bench/pipeline.py [--clone /tmp/rwpipe-fresh] [--tests]
+    python bench/pipeline.py [--clone DIR] [--tests] [--out FILE] [--set KEY=VALUE ...]
 
-Clones this repository's HEAD into --clone (which must not exist; ../shared must sit beside it
-for `make test`, as in CI), runs the commands there, and times every line of their output, so
-each DVC stage's wall time is the gap between its "Running stage" line and the next one.
-Results: bench/results/pipeline.json (seconds per stage, totals, every number of the run's
-metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*; the RL difference's
-verdict; `make test`'s counts; the machine facts of bench/machine.py, versions read from the
-clone's venv); the full logs beside the clone.
+Clones this repository's HEAD into --clone (default /tmp/rwpipe-fresh; it must not exist;
+../shared must sit beside it for `make test`, as in CI), runs the commands there, and times
+every line of their output, so each DVC stage's wall time is the gap between its "Running
+stage" line and the next one. Results: bench/results/pipeline.json (seconds per stage, totals,
+every number of the run's metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*;
+the RL difference's verdict; `make test`'s counts; the machine facts of bench/machine.py,
+versions read from the clone's venv); the full logs beside the clone. `--set section.key=value`
+edits the clone's params.yaml before the run (e.g. `engine.dtype=float32` with the trainers'
+dtypes, to time the float32 pipeline on a CPU where `dtype: auto` is bfloat16); the overrides
+are recorded. `--out` writes elsewhere than pipeline.json (pipeline_avx512.json for a machine
+with native bfloat16).
 """
 
 import argparse
@@ -86,10 +90,36 @@ def pytest_counts(lines: list[tuple[float, str]]) -> dict[str, float]:
     return out
 
 
+def override(params: Path, settings: list[str]) -> None:
+    """Set dotted `key=value` pairs (values parsed as YAML) in a params.yaml; a key that does not
+    exist is an error, as in `dvc exp run -S`."""
+    import yaml
+
+    data = yaml.safe_load(params.read_text())
+    for item in settings:
+        key, _, value = item.partition("=")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        if leaf not in node:
+            raise SystemExit(f"--set {item}: params.yaml has no {key}")
+        node[leaf] = yaml.safe_load(value)
+    params.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clone", default="/tmp/rwpipe-fresh")
     ap.add_argument("--tests", action="store_true", help="also time `make test`")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params.yaml overrides in the clone (values parsed as YAML)",
+    )
     machine.add_arguments(ap)
     args = ap.parse_args()
     started = machine.start(args.other_work)
@@ -101,6 +131,9 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     results: dict = {"commit": commit}
+    if args.set:
+        override(clone / "params.yaml", args.set)
+        results["params_overrides"] = " ".join(args.set)
     total, lines, _ = _timed(["make", "demo"], clone, clone.with_suffix(".demo.log"))
     marks = [(t, m.group(1)) for t, text in lines if (m := STAGE.search(text))]
     first = marks[0][0] if marks else total
@@ -133,7 +166,7 @@ def main() -> None:
         results["make_test_exit_code"] = code  # failures are a result too, recorded
         results |= pytest_counts(lines)
     venv = clone / ".venv" / "bin" / "python"
-    results = machine.write_results(RESULTS, results, started, python=str(venv), repo=clone)
+    results = machine.write_results(args.out, results, started, python=str(venv), repo=clone)
     print(json.dumps(results, indent=1))
 
 

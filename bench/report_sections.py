@@ -256,6 +256,48 @@ def pipeline_claims(res: Results) -> str:
     )
 
 
+def pipeline_dtype(res: Results) -> str:
+    """The default run on a CPU with native bfloat16, at `dtype: auto` (bfloat16 there) and
+    with every engine and trainer set to float32 (`pipeline_avx512_fp32.json`, the dtype every
+    CPU computed in before `auto` read the flags): seconds per stage, the speed-up, RL's step
+    times and peak RSS, and the dtypes the artifacts recorded."""
+    if "pipeline_avx512" not in res:
+        return absent("pipeline_avx512")
+    a, b = res["pipeline_avx512"], res.get("pipeline_avx512_fp32")
+    stages = [k[6:-2] for k in a if k.startswith("stage_") and k.endswith("_s")]
+    order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
+    keys = [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
+    keys += [("dvc_repro_s", "**`dvc repro`**")]
+
+    def row(key: str, label: str) -> list[str]:
+        cells = [label, f(a[key], 0)]
+        if b:
+            cells += [got(b, key, lambda x: f(x, 0))]
+            cells += [f"{f(b[key] / a[key], 2)}×" if b.get(key) and a[key] else ""]
+        return cells
+
+    header = ["step", f"seconds, auto = {a.get('rl_train_dtype', 'not recorded')}"]
+    if b:
+        header += [f"seconds, {b.get('rl_train_dtype', 'float32')}", "speed-up"]
+    out = [table(header, [row(k, label) for k, label in keys])]
+    for r, name in ((a, "auto"), (b, "float32")):
+        if not r or "rl_train_seconds_first" not in r:
+            continue
+        out.append(
+            f"- RL at {name} ({r.get('rl_train_dtype', 'not recorded')}): {r['rl_train_steps']}"
+            f" steps, first step {f(r['rl_train_seconds_first'], 1)} s, last"
+            f" {f(r['rl_train_seconds_last'], 1)} s; RSS {f(r['rl_train_rss_gib_first'], 2)} GiB"
+            f" after the first step, {f(r['rl_train_rss_gib_last'], 2)} after the last, peak"
+            f" {f(r['rl_train_rss_gib_max'], 2)} GiB; train_prm computed in"
+            f" {r.get('train_prm_dtype', 'not recorded')}."
+        )
+    if b and "params_overrides" in b:
+        out.append(f"- The float32 run's overrides: `{b['params_overrides']}`.")
+    if not b:
+        out.append("- The float32 run was not recorded (`pipeline_avx512_fp32.json` is absent).")
+    return "\n".join(out[:1] + ([""] if len(out) > 1 else []) + out[1:])
+
+
 def pipeline_install_minutes(res: Results) -> str:
     return f(res["pipeline"]["install_s"] / 60, 1)
 
@@ -276,13 +318,18 @@ def pipeline_machine(res: Results) -> str:
 
 
 # ---- rollout ----------------------------------------------------------------------------------
+# Two results files: rollout.json (an AVX2 machine: float32) and rollout_avx512.json (a CPU
+# with native bfloat16, where `dtype: auto` is bfloat16); each renders its own regions.
 VARIANTS = {  # key suffix at the top size -> (engine, label)
     "compiled": ("vllm", "vLLM with torch.compile (`enforce_eager: false`)"),
+    "compiled_warm": ("vllm", "vLLM with torch.compile, again on the compile cache it wrote"),
     "mp_engine": ("vllm", "vLLM multiprocess engine"),
     "mp_engine_bind_all": ("vllm", "vLLM multiprocess engine, OMP bound to every core"),
     "threads1": ("vllm", "vLLM on 1 thread"),
+    "fp32": ("vllm", "vLLM float32"),
     "bf16": ("vllm", "vLLM bfloat16"),
     "compiled_bf16": ("vllm", "vLLM compiled, bfloat16"),
+    "hf_fp32": ("hf", "transformers float32"),
     "hf_bf16": ("hf", "transformers bfloat16"),
 }
 
@@ -291,10 +338,15 @@ def _sizes(r: dict) -> list[int]:
     return sorted(int(m.group(1)) for k in r if (m := re.fullmatch(r"vllm_tokens_per_s_(\d+)", k)))
 
 
-def rollout_table(res: Results) -> str:
-    if "rollout" not in res:
-        return absent("rollout")
-    r = res["rollout"]
+def _dtype(r: dict) -> str:
+    """What the default runs computed in (files before `auto_dtype` ran float32)."""
+    return r.get("auto_dtype", "float32")
+
+
+def rollout_table(res: Results, name: str = "rollout") -> str:
+    if name not in res:
+        return absent(name)
+    r = res[name]
     rows = [
         [
             str(n),
@@ -309,98 +361,131 @@ def rollout_table(res: Results) -> str:
     ]
     header = [
         "concurrent sequences",
-        "vLLM tokens/s",
-        "transformers tokens/s",
+        f"vLLM tokens/s ({_dtype(r)})",
+        f"transformers tokens/s ({_dtype(r)})",
         "vLLM / hf",
         "vLLM % of limit",
         "hf % of limit",
         "peak RSS vLLM / hf (MiB)",
     ]
-    return table(header, rows, right=0)
+    out = table(header, rows, right=0)
+    top = max(_sizes(r))
+    if f"vllm_engine_start_s_{top}" in r:
+        out += (
+            f"\n\nEngine start (load to ready) at {top} sequences: vLLM"
+            f" {r[f'vllm_engine_start_s_{top}']} s, transformers {r[f'hf_engine_start_s_{top}']} s."
+        )
+    return out
 
 
-def rollout_limit(res: Results) -> str:
-    if "rollout" not in res:
-        return absent("rollout")
-    r = res["rollout"]
+def rollout_limit(res: Results, name: str = "rollout") -> str:
+    if name not in res:
+        return absent(name)
+    r = res[name]
+    tag = {"float32": "fp32", "bfloat16": "bf16"}[_dtype(r)]
     drift = ""
-    if "matmul_gflops_fp32_m64_before" in r:
+    if f"matmul_gflops_{tag}_m64_before" in r:
         drift = (
-            f" The 64-row rate measured {r['matmul_gflops_fp32_m64_before']} GFLOP/s before the"
-            f" engines ran and {r['matmul_gflops_fp32_m64_after']} after, in the same run."
+            f" The 64-row rate measured {r[f'matmul_gflops_{tag}_m64_before']} GFLOP/s before the"
+            f" engines ran and {r[f'matmul_gflops_{tag}_m64_after']} after, in the same run."
+        )
+    fp32 = ""
+    if tag != "fp32":
+        fp32 = (
+            f" In float32 the same shapes run at {r['matmul_gflops_fp32_m1024']} GFLOP/s (1024"
+            f" rows) and {r['matmul_gflops_fp32_m64']} (64 rows): a limit of"
+            f" {f(r['compute_limit_fp32_tokens_per_s'], 0)} tokens/s."
         )
     return (
         f"**Compute limit.** {r['flops_per_token_mflop']} MFLOP per generated token (2 × every"
         " matmul parameter, lm_head included, plus attention at the mean context) against the"
-        " best fp32 matmul rate measured with torch at the model's own shapes in the same run"
-        f" ({r['matmul_gflops_fp32_m1024']} GFLOP/s at 1024 rows, {r['matmul_gflops_fp32_m64']}"
-        f" at 64 rows): **{f(r['compute_limit_tokens_per_s'], 0)} tokens/s**"
-        f" ({f(r['compute_limit_m64_tokens_per_s'], 0)} at the 64-row rate).{drift}"
+        f" best {_dtype(r)} matmul rate measured with torch at the model's own shapes in the same"
+        f" run ({r[f'matmul_gflops_{tag}_m1024']} GFLOP/s at 1024 rows,"
+        f" {r[f'matmul_gflops_{tag}_m64']} at 64 rows):"
+        f" **{f(r['compute_limit_tokens_per_s'], 0)} tokens/s**"
+        f" ({f(r['compute_limit_m64_tokens_per_s'], 0)} at the 64-row rate).{drift}{fp32}"
     )
 
 
-def rollout_variants(res: Results) -> str:
-    if "rollout" not in res:
-        return absent("rollout")
-    r = res["rollout"]
+def rollout_variants(res: Results, name: str = "rollout") -> str:
+    if name not in res:
+        return absent(name)
+    r = res[name]
     top = max(_sizes(r))
     default, hf = r[f"vllm_tokens_per_s_{top}"], r[f"hf_tokens_per_s_{top}"]
     rows = [
         [
-            f"vLLM default (eager, in-process engine, float32, {r.get('torch_threads', '?')}"
-            " threads)",
+            f"vLLM default (eager, in-process engine, {_dtype(r)},"
+            f" {r.get('torch_threads', '?')} threads)",
             f(default, 1),
             f"{r[f'vllm_pct_of_limit_{top}']}%",
             "1.00×",
+            got(r, f"vllm_engine_start_s_{top}", lambda x: f"{x} s"),
         ]
     ]
     not_run = []
-    for name, (engine, label) in VARIANTS.items():
-        key = f"{engine}_tokens_per_s_{top}_{name.removeprefix(f'{engine}_')}"
+    for variant, (engine, label) in VARIANTS.items():
+        short = variant.removeprefix(f"{engine}_")
+        key = f"{engine}_tokens_per_s_{top}_{short}"
+        start = got(r, f"{engine}_engine_start_s_{top}_{short}", lambda x: f"{x} s")
         if key in r:
-            ref, of = (default, "") if engine == "vllm" else (hf, " (of hf fp32)")
+            ref, of = (default, "") if engine == "vllm" else (hf, f" (of hf {_dtype(r)})")
             pct_key = key.replace("tokens_per_s", "pct_of_limit")
-            rows.append([label, f(r[key], 1), f"{r[pct_key]}%", f"{f(r[key] / ref, 2)}×{of}"])
+            rows.append(
+                [label, f(r[key], 1), f"{r[pct_key]}%", f"{f(r[key] / ref, 2)}×{of}", start]
+            )
         elif f"{key}_timed_out_after_s" in r:
-            rows.append([label, f"timed out after {f(r[f'{key}_timed_out_after_s'], 0)} s", "", ""])
+            rows.append(
+                [label, f"timed out after {f(r[f'{key}_timed_out_after_s'], 0)} s", "", "", ""]
+            )
         else:
-            not_run.append(f"`{name}`")
-    out = table(["variant", "tokens/s", "% of limit", "vs default vLLM"], rows)
+            not_run.append(f"`{variant}`")
+    header = ["variant", "tokens/s", "% of limit", "vs default vLLM", "engine start"]
+    out = table(header, rows)
     if not_run:
         out += f"\n\nNot run in this results file: {', '.join(not_run)}."
     return out
 
 
-def rollout_targets(res: Results) -> str:
-    if "rollout" not in res:
-        return absent("rollout")
-    r = res["rollout"]
+def rollout_targets(res: Results, name: str = "rollout") -> str:
+    if name not in res:
+        return absent(name)
+    r = res[name]
     top, low = max(_sizes(r)), min(_sizes(r))
     pct_v, pct_h = r[f"vllm_pct_of_limit_{top}"], r[f"hf_pct_of_limit_{top}"]
     ratio = r[f"ratio_vllm_over_hf_{top}"]
-    compiled = r.get(f"vllm_pct_of_limit_{top}_compiled")
+    compiled = r.get(f"vllm_pct_of_limit_{top}_compiled_warm") or r.get(
+        f"vllm_pct_of_limit_{top}_compiled"
+    )
     out = [
-        f"- ≥ 40% of the compute limit at {top} sequences: {_met(pct_v >= 40)} ({pct_v}%"
-        + (f"; {compiled}% compiled)." if compiled else ")."),
-        f"- vLLM ≥ 2× transformers at {top} sequences: "
-        f"{_met(ratio >= 2)} ({f(ratio, 2)}×); 2× would need vLLM at"
-        f" {f(2 * pct_h, 1)}% of the limit (twice transformers' {pct_h}%).",
+        f"- ≥ 80% of the compute limit ({_dtype(r)}) at {top} sequences: {_met(pct_v >= 80)}"
+        f" ({pct_v}%" + (f"; {compiled}% compiled)." if compiled else ")."),
+        f"- vLLM ≥ 1.5× transformers at {top} sequences: "
+        f"{_met(ratio >= 1.5)} ({f(ratio, 2)}×); 1.5× would need vLLM at"
+        f" {f(1.5 * pct_h, 1)}% of the limit (transformers is at {pct_h}%).",
         f"- vLLM's lead over transformers: {f(r[f'ratio_vllm_over_hf_{low}'], 2)}× at {low}"
         f" sequences, {f(ratio, 2)}× at {top}.",
     ]
     default = r[f"vllm_tokens_per_s_{top}"]
-    if f"vllm_tokens_per_s_{top}_compiled" in r:
+    for variant, what in (("compiled", "first start"), ("compiled_warm", "warm cache")):
+        if f"vllm_tokens_per_s_{top}_{variant}" in r:
+            start = r.get(f"vllm_engine_start_s_{top}_{variant}")
+            eager = r.get(f"vllm_engine_start_s_{top}")
+            speed = r[f"vllm_tokens_per_s_{top}_{variant}"] / default
+            out.append(
+                f"- torch.compile ({what}): {f(speed, 2)}× the eager engine's tokens/s"
+                + (f"; engine start {start} s against {eager} s eager." if start and eager else ".")
+            )
+    other = {"float32": "bf16", "bfloat16": "fp32"}[_dtype(r)]
+    if f"vllm_tokens_per_s_{top}_{other}" in r:
+        name = "bfloat16" if other == "bf16" else "float32"
         out.append(
-            f"- torch.compile: {f(r[f'vllm_tokens_per_s_{top}_compiled'] / default, 2)}× the"
-            " eager engine."
-        )
-    if f"vllm_tokens_per_s_{top}_bf16" in r:
-        out.append(
-            f"- bfloat16: {rollout_bf16_slowdown(res)}× slower than float32 on vLLM"
+            f"- {_dtype(r)} (the auto dtype) against {name}:"
+            f" {f(default / r[f'vllm_tokens_per_s_{top}_{other}'], 2)}× on vLLM"
             + (
-                f", {f(r[f'hf_tokens_per_s_{top}'] / r[f'hf_tokens_per_s_{top}_bf16'], 1)}×"
+                f", {f(r[f'hf_tokens_per_s_{top}'] / r[f'hf_tokens_per_s_{top}_{other}'], 2)}×"
                 " on transformers"
-                if f"hf_tokens_per_s_{top}_bf16" in r
+                if f"hf_tokens_per_s_{top}_{other}" in r
                 else ""
             )
             + f" (CPU capability {r.get('cpu_capability', 'not recorded')})."
@@ -934,6 +1019,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_findings": pipeline_findings,
     "pipeline_claims": pipeline_claims,
     "pipeline.install_minutes": pipeline_install_minutes,
+    "pipeline_avx512_run": run_region("pipeline_avx512"),
+    "pipeline_dtype": pipeline_dtype,
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
     "pipeline.machine": pipeline_machine,
@@ -944,6 +1031,11 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rollout_targets": rollout_targets,
     "rollout.bf16_slowdown": rollout_bf16_slowdown,
     "rollout.cpu_capability": rollout_cpu_capability,
+    "rollout_avx512_run": run_region("rollout_avx512"),
+    "rollout_avx512_table": lambda res: rollout_table(res, "rollout_avx512"),
+    "rollout_avx512_limit": lambda res: rollout_limit(res, "rollout_avx512"),
+    "rollout_avx512_variants": lambda res: rollout_variants(res, "rollout_avx512"),
+    "rollout_avx512_targets": lambda res: rollout_targets(res, "rollout_avx512"),
     "annotate_run": run_region("annotate"),
     "annotate_cost": annotate_cost,
     "annotate_cache": annotate_cache,
