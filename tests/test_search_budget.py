@@ -375,3 +375,18 @@ def test_bad_input_is_one_line_exit_1(tmp_path, write_params, case, want):
         paths, search["methods"] = _inputs(tmp_path), ["beam", "mcts"]
     message = _fails(tmp_path, paths, write_params({"search": search}), tmp_path / "out")
     assert want in message
+
+
+def test_eval_stage_reports_the_search_stage(tmp_path, monkeypatch):
+    from rwpipe.config import EvalConfig
+    from rwpipe.eval import run
+
+    paths = _inputs(tmp_path)
+    _patch(monkeypatch, Alternating())
+    budget.run(CFG, BaseConfig(), out=tmp_path / "search", **paths)
+    metrics = run(EvalConfig(), BaseConfig(), rollouts=paths["rollouts"], out=tmp_path / "eval",
+                  search_budget=tmp_path / "search" / "metrics.json")  # fmt: skip
+    assert metrics["search_budget"]["compute_optimal"]["all"]["1"]["method"] == "particles"
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Test-time scaling" in report
+    assert "| particles | 1.000 [1.000, 1.000], 8 tok" in report
