@@ -269,6 +269,8 @@ def check_inputs(
     from rwpipe.eval.curves import _groups
     from rwpipe.score import detect_format
 
+    check_model_dir(policy, hint=True)
+    check_model_dir(prm)
     rows = [r for r in read_artifact(rollouts, "rollouts").to_pylist() if r["split"] == cfg.split]
     if not rows:
         raise InputError(f"{rollouts}: no rollouts in split {cfg.split}")
@@ -287,7 +289,6 @@ def check_inputs(
         first = group[0]
         chosen.append(Problem(pid, levels[pid], first["question"], first["prompt"], first["gold"],
                               sorted(group, key=lambda r: r["sample_idx"])))  # fmt: skip
-    check_model_dir(policy, hint=True)
     detect_format(prm)  # reads config and card only: a base model is refused before loading
     return chosen
 
