@@ -14,7 +14,7 @@ import pytest
 from rwpipe import artifacts
 from rwpipe.backends import Completion
 from rwpipe.config import BaseConfig, SearchConfig, SearchStageConfig
-from rwpipe.eval import budget
+from rwpipe.eval import budget, budget_report
 from rwpipe.eval.budget import Problem, budget_points, compute_optimal, search_shard
 from rwpipe.eval.curves import pooled_ci
 from rwpipe.eval.search import beam_search
@@ -192,7 +192,7 @@ def test_summary_nests_points_and_table_for_dvc_metrics():
     assert got["problems"] == 5 and got["points"]["beam"]["2"]["accuracy"] == pytest.approx(0.6)
     assert got["compute_optimal"]["1"]["2"]["method"] == "beam"
     assert "bootstrap" in got["ci_method"]
-    lines = "\n".join(budget.markdown(got))
+    lines = "\n".join(budget_report.markdown(got))
     assert "| beam | 0.600 [" in lines and "| 2 | best_of_n: 0.500" in lines
 
 
@@ -313,7 +313,8 @@ def test_problems_zero_writes_empty_outputs_without_reading_inputs(tmp_path, mon
     assert stats["problems"] == 0
     assert artifacts.read_artifact(out / "records.arrow", "search_records").num_rows == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["problems"] == 0 and metrics["points"] == {} and budget.markdown(metrics) == []
+    assert metrics["problems"] == 0 and metrics["points"] == {}
+    assert budget_report.markdown(metrics) == []
     assert json.loads((out / "curve.json").read_text()) == []
 
 
@@ -322,10 +323,10 @@ def test_eval_report_reads_the_search_metrics(tmp_path):
 
     path = tmp_path / "metrics.json"
     path.write_text(json.dumps(budget.summarize(RECORDS, SearchStageConfig())))
-    assert budget.read_metrics(path)["problems"] == 5
+    assert budget_report.read_metrics(path)["problems"] == 5
     path.write_text("{}")
     with pytest.raises(InputError, match="metrics.json: not a search stage"):
-        budget.read_metrics(path)
+        budget_report.read_metrics(path)
 
 
 def test_cli_passes_the_search_section_to_the_core(tmp_path, write_params, monkeypatch):

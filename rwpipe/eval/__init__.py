@@ -154,7 +154,7 @@ def check_inputs(
         prm_items = load_prmbench(cfg.prmbench, cfg.prmbench_max)
     budget = None
     if search_budget is not None:
-        from rwpipe.eval.budget import read_metrics
+        from rwpipe.eval.budget_report import read_metrics
 
         budget = read_metrics(search_budget)
     return Inputs(rows, rl_rows, models, subsets, tune, prm_items, budget)

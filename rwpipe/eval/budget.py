@@ -305,8 +305,8 @@ def run(
 ) -> dict[str, Any]:
     """Stage `search`: every method at every budget on the first `cfg.problems` problems,
     shard by shard (a rerun with the same params and inputs resumes); writes
-    out/records.arrow, metrics.json, curve.json and curve.png. `cfg.problems` 0 writes empty
-    outputs without reading an input. Returns the run summary."""
+    out/records.arrow, metrics.json, curve.json and curve.png (`budget_report`).
+    `cfg.problems` 0 writes empty outputs without reading an input. Returns the run summary."""
     from rwpipe import artifacts
 
     chosen = check_inputs(cfg, problems=problems, rollouts=rollouts, policy=policy,
@@ -329,6 +329,8 @@ def run(
     kinds = sorted({s["score_kind"] for s in stats})
     table = store.finish(len(shards), section="search", config=cfg, stats=summary)
     metrics = summarize(table.to_pylist(), cfg, seed=base.seed) | {"score_kind": ",".join(kinds)}
+    from rwpipe.eval.budget_report import write_outputs
+
     write_outputs(out, metrics)
     return summary
 
@@ -391,103 +393,3 @@ def records_table(rows: Sequence[Mapping[str, Any]]) -> Any:
     from rwpipe.schemas import SEARCH_RECORDS
 
     return pa.Table.from_pylist(list(rows), schema=SEARCH_RECORDS.schema)
-
-
-# ----------------------------------------------------------------------------------------------
-# Outputs
-
-
-def write_outputs(out: Path, metrics: Mapping[str, Any]) -> None:
-    """metrics.json, curve.json (the points, for DVC plots) and curve.png: accuracy against
-    generated tokens per problem, one line per method, each point labelled with its N."""
-    from rwpipe.artifacts import write_json
-
-    curve = [{"method": m, "budget": int(n)} | p for m, by_n in metrics["points"].items()
-             for n, p in by_n.items()]  # fmt: skip
-    write_json(dict(metrics), out / "metrics.json")
-    write_json(curve, out / "curve.json")
-    _plot(out / "curve.png", curve)
-
-
-def _plot(path: Path, curve: Sequence[Mapping[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in dict.fromkeys(c["method"] for c in curve):
-        pts = sorted((c for c in curve if c["method"] == method), key=lambda c: c["budget"])
-        x, y = [c["tokens_per_problem"] for c in pts], [c["accuracy"] for c in pts]
-        err = [[a - c["ci95_lo"] for a, c in zip(y, pts, strict=True)],
-               [c["ci95_hi"] - a for a, c in zip(y, pts, strict=True)]]  # fmt: skip
-        ax.errorbar(x, y, yerr=err, label=method, marker="o", capsize=3)
-        for c in pts:
-            ax.annotate(f"N={c['budget']}", (c["tokens_per_problem"], c["accuracy"]),
-                        fontsize=7, textcoords="offset points", xytext=(3, 3))  # fmt: skip
-    if curve:
-        ax.set_xscale("log", base=2)
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no problems searched (search.problems: 0)", ha="center",
-                transform=ax.transAxes)  # fmt: skip
-    ax.set_xlabel("generated tokens per problem")
-    ax.set_ylabel("accuracy (95% CI)")
-    fig.tight_layout()
-    from rwpipe.artifacts import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------------------------
-# Read back by the eval stage
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    """The search stage's metrics.json, for the eval report.
-
-    Raises:
-        InputError: the file is missing, not JSON, or not a search stage's metrics.
-    """
-    import json
-
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable search metrics file: {exc}") from None
-    missing = [k for k in ("problems", "points", "compute_optimal", "ci_method")
-               if not isinstance(metrics, dict) or k not in metrics]  # fmt: skip
-    if missing:
-        raise InputError(f"{path}: not a search stage's metrics.json (no {', '.join(missing)})")
-    return metrics
-
-
-def markdown(metrics: Mapping[str, Any]) -> list[str]:
-    """The report.md section: accuracy and tokens of every method at every budget, and the
-    compute-optimal method per difficulty level."""
-    if not metrics.get("problems"):
-        return []
-    budgets = sorted({int(n) for by_n in metrics["points"].values() for n in by_n})
-    lines = ["", "## Test-time scaling: accuracy [95% CI] and generated tokens per problem", "",
-             "| method | " + " | ".join(f"N={n}" for n in budgets) + " |",
-             "| --- |" + " --- |" * len(budgets)]  # fmt: skip
-    for method, by_n in metrics["points"].items():
-        cells = [_cell(by_n[str(n)]) if str(n) in by_n else "" for n in budgets]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "### Compute-optimal method by difficulty level", "",
-              "| level | " + " | ".join(f"N={n}" for n in budgets) + " |",
-              "| --- |" + " --- |" * len(budgets)]  # fmt: skip
-    for level, by_n in metrics["compute_optimal"].items():
-        cells = [f"{by_n[str(n)]['method']}: {_cell(by_n[str(n)])}, {by_n[str(n)]['problems']} "
-                 "problems" if str(n) in by_n else "" for n in budgets]  # fmt: skip
-        lines.append(f"| {level} | " + " | ".join(cells) + " |")
-    return lines + ["", f"{metrics['problems']} problems; PRM aggregation "
-                    f"{metrics.get('aggregation')}; best method: highest accuracy, ties to "
-                    f"fewer tokens; 95% CI: {metrics['ci_method']}."]  # fmt: skip
-
-
-def _cell(p: Mapping[str, Any]) -> str:
-    return (f"{p['accuracy']:.3f} [{p['ci95_lo']:.3f}, {p['ci95_hi']:.3f}], "
-            f"{p['tokens_per_problem']:.0f} tok")  # fmt: skip

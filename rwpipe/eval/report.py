@@ -84,7 +84,7 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
     lines += _pairwise_section(metrics)
     lines += _search_section(metrics)
     if "search_budget" in metrics:
-        from rwpipe.eval.budget import markdown
+        from rwpipe.eval.budget_report import markdown
 
         lines += markdown(metrics["search_budget"])
     for key, title in (("processbench", "PRM as critic"),
