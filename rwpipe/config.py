@@ -408,6 +408,54 @@ class SearchConfig:
             raise ValueError("search samples: temperature must be > 0")
 
 
+SearchMethod = Literal["best_of_n", "weighted_vote", "beam", "dvts", "particles"]
+POOL_METHODS = ("best_of_n", "weighted_vote")  # select among the rollout pool's first N samples
+TREE_METHODS = ("beam", "dvts", "particles")  # PRM-guided step-level search (rwpipe.eval.search)
+
+
+@dataclass(frozen=True)
+class SearchStageConfig:
+    """Stage `search`: every test-time method at each budget on the same eval problems
+    (rwpipe.eval.budget). A budget N is best-of-N's and the weighted vote's N (the first N
+    rollouts of a problem), the beams of beam search, DVTS's subtrees and the particles."""
+
+    problems: int = 8  # first problems of the split by problem_id (0 = off: empty outputs)
+    split: Literal["train", "eval"] = "eval"
+    budgets: tuple[int, ...] = (2, 4)
+    methods: tuple[SearchMethod, ...] = POOL_METHODS + TREE_METHODS
+    shard_size: int = 4  # problems per resumable shard (every method and budget in one shard)
+    batch_size: int = 8  # PRM scoring batch
+    aggregation: Literal["min", "last", "prod", "mean", "sum"] = "last"  # PRM step scores
+    # The tree searches (as eval.search): beam search keeps N beams of `expansions` children.
+    expansions: int = 2
+    max_steps: int = 8
+    step_max_tokens: int = 64
+    max_new_tokens: int = 96  # per solution: match rollout.sampling.max_new_tokens
+    temperature: float = 0.8
+    resample_temperature: float = 1.0  # particles: softmax temperature of the resampling
+    engine: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        if self.problems < 0 or min(self.shard_size, self.batch_size) < 1:
+            raise ValueError("need problems >= 0 and shard_size, batch_size >= 1")
+        if not self.budgets or min(self.budgets) < 1 or len(set(self.budgets)) < len(self.budgets):
+            raise ValueError(f"budgets must be distinct and >= 1, got {list(self.budgets)}")
+        if not self.methods or len(set(self.methods)) < len(self.methods):
+            raise ValueError(f"methods must be non-empty and distinct, got {list(self.methods)}")
+        # the remaining knobs are checked by SearchConfig, built here once to fail early
+        self.tree("beam", self.budgets[0])
+
+    def tree(self, method: str, budget: int) -> "SearchConfig":
+        """The `rwpipe.eval.search` config of tree method `method` at budget `budget`."""
+        return SearchConfig(
+            method=method, beam_width=budget, expansions=self.expansions,  # type: ignore[arg-type]
+            max_steps=self.max_steps, step_max_tokens=self.step_max_tokens,
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+            aggregation=self.aggregation, resample_temperature=self.resample_temperature,
+            engine=self.engine,
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
@@ -479,6 +527,7 @@ SECTIONS: dict[str, type] = {
     "train_prm": TrainPRMConfig,
     "rl": RLConfig,
     "eval": EvalConfig,
+    "search": SearchStageConfig,
 }
 
 # ----------------------------------------------------------------------------------------------

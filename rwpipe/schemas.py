@@ -213,6 +213,28 @@ CRITIQUES = ArtifactSpec(
     non_empty=("problem_id", "critique"),
 )
 
+SEARCH_METHODS = ("best_of_n", "weighted_vote", "beam", "dvts", "particles")
+
+SEARCH_RECORDS = ArtifactSpec(
+    schema=pa.schema(
+        [
+            _f("problem_id", pa.string()),
+            _f("level", pa.int32(), nullable=True),  # the problem's difficulty (problems artifact)
+            _f("method", pa.string()),
+            _f("budget", pa.int32()),  # N: samples, beams, DVTS subtrees or particles
+            _f("tokens", pa.int64()),  # generated for this problem by this method at this budget
+            # 1 right, 0 wrong; best-of-N and votes tied at the top share the credit (the
+            # fraction of the tied picks that is right, rwpipe.eval.metrics)
+            _f("correct", pa.float32()),
+            _f("ess_mean", pa.float32(), nullable=True),  # particles: mean ESS after resampling
+        ]
+    ),
+    key=("problem_id", "method", "budget"),
+    choices={"method": SEARCH_METHODS},
+    ranges={"budget": (1, None), "tokens": (0, None), "correct": (0.0, 1.0), "level": (0, None)},
+    non_empty=("problem_id",),
+)
+
 SPECS: dict[str, ArtifactSpec] = {
     "problems": PROBLEMS,
     "rollouts": ROLLOUTS,
@@ -220,4 +242,5 @@ SPECS: dict[str, ArtifactSpec] = {
     "pairs": PAIRS,
     "scores": SCORES,
     "critiques": CRITIQUES,
+    "search_records": SEARCH_RECORDS,
 }

@@ -23,11 +23,15 @@ from stages.report import console
 from stages.rl import rl
 from stages.rollout import rollout
 from stages.score import score
+from stages.search import search
 from stages.train import train_prm, train_rm
 
 app = typer.Typer(
     name="rwpipe",
-    help="Reward-model research pipeline: model, prepare, rollout, annotate, train, rl, eval.",
+    help=(
+        "Reward-model research pipeline: model, prepare, rollout, annotate, train, rl, search, "
+        "eval."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -44,6 +48,7 @@ app.command("train-prm")(train_prm)
 app.command()(score)
 app.command()(rl)
 app.command()(probe)
+app.command()(search)
 app.command("eval")(evaluate)
 
 

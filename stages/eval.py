@@ -27,12 +27,16 @@ PolicyOpt = Annotated[
     Path | None,
     typer.Option(help="Policy model for PRM-guided beam search (with eval.search.problems > 0)."),
 ]
+SearchBudgetOpt = Annotated[
+    Path | None,
+    typer.Option(help="The search stage's metrics.json: every method at every budget, reported."),
+]
 
 
 def evaluate(
     rollouts: InFile, out: OutDir, *, orm: ModelOpt = None, prm: ModelOpt = None,
     rl_rollouts: RLRollouts = None, policy: PolicyOpt = None, critic: CriticOpt = None,
-    params: ParamsOpt = DEFAULT_PARAMS,
+    search_budget: SearchBudgetOpt = None, params: ParamsOpt = DEFAULT_PARAMS,
 ) -> None:  # fmt: skip
     """Evaluate the policy's rollouts and the reward models; write metrics, curves, report."""
     from rwpipe.eval import run
@@ -41,7 +45,7 @@ def evaluate(
     cfg = load_section(params, "eval", EvalConfig)
     metrics = run(
         cfg, base, rollouts=rollouts, out=out, orm=orm, prm=prm, rl_rollouts=rl_rollouts,
-        policy=policy, critic=critic,
+        policy=policy, critic=critic, search_budget=search_budget,
     )  # fmt: skip
     top = metrics["best_of_n_size"]
     best = {f"N={top} {k}": round(v, 3) for k, v in metrics["best_of_n"].items()}

@@ -31,7 +31,7 @@ def test_help_lists_every_stage():
         assert command in result.output
 
 
-COMMANDS = ["model", "prepare", "rollout", "annotate", "train-rm", "train-prm", "eval"]
+COMMANDS = ["model", "prepare", "rollout", "annotate", "train-rm", "train-prm", "search", "eval"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -79,6 +79,8 @@ def test_stage_file_and_dependencies_exist():
         )  # fmt: skip
         module = callback.__module__.replace(".", "/") + ".py"
         assert module in deps, f"{name}: its stage file {module} is not a dep"
-        outs = {p for s in STAGES.values() for p in _paths(s.get("outs"))}
+        # metrics and plots are outs too (eval reads the search stage's metrics.json)
+        outs = {p for s in STAGES.values() for key in ("outs", "metrics", "plots")
+                for p in _paths(s.get(key))}  # fmt: skip
         for dep in deps:
             assert (ROOT / dep).exists() or dep in outs, f"{name}: dep {dep} does not exist"

@@ -27,6 +27,8 @@ STAGES = {
     "train-prm": (["IN", "MODEL", "OUT"], "labels", "train_prm"),
     "rl": (["IN", "MODEL", "OUT"], "problems", "rl"),
     "eval": (["IN", "OUT"], "rollouts", "eval"),
+    # PROBLEMS: a valid problems artifact (the search reads the levels from it)
+    "search": (["PROBLEMS", "IN", "MODEL", "MODEL", "OUT"], "rollouts", "search"),
     "score": (["IN", "MODEL", "OUT.arrow"], "rollouts", None),
     "probe": (["IN", "MODEL", "OUT.json"], "problems", "annotate"),
 }
@@ -101,6 +103,9 @@ def test_bad_input_is_one_line_exit_1_and_writes_nothing(stage, bad, tmp_path, m
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     subs = {"IN": in_path, "MODEL": model_arg}
+    if "PROBLEMS" in template:
+        (tmp_path / "problems").mkdir()
+        subs["PROBLEMS"] = _nonempty_input("problems", tmp_path / "problems")
     args = [subs.get(a, out_dir / a.replace("OUT", "result")) for a in template]
     if section is not None:
         args += ["--params", params]

@@ -61,6 +61,7 @@ def repo(tmp_path_factory) -> Path:
     params["rl"] |= {"steps": 2, "prompts_per_step": 2, "group_size": 2}
     params["rl"]["sampling"] |= {"max_new_tokens": 48}
     params["eval"]["search"] |= {"problems": 1, "max_steps": 2, "step_max_tokens": 24}
+    params["search"] |= {"problems": 2, "max_steps": 2, "step_max_tokens": 24}
     params["eval"] |= {"processbench": "sample", "processbench_max": 6}  # of both shipped subsets
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
@@ -71,6 +72,10 @@ def repo(tmp_path_factory) -> Path:
     _sh(root, "git", "add", "-A")
     _sh(root, "git", "commit", "-qm", "pipeline")
     return root
+
+
+def params_methods() -> list[str]:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["search"]["methods"]
 
 
 def test_repro_builds_then_is_a_no_op(repo):
@@ -107,6 +112,11 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert rl["steps"] == 2 and (repo / "data" / "rl" / "curves.png").is_file()
     report = (repo / "data" / "eval" / "report.md").read_text()
     assert report.startswith("# rwpipe eval report") and "## What this run shows" in report
+    found = json.loads((repo / "data" / "search" / "metrics.json").read_text())
+    assert found["problems"] == 2 and set(found["points"]) == set(params_methods())
+    assert metrics["search_budget"] == found and "## Test-time scaling" in report
+    records = artifacts.read_artifact(repo / "data" / "search" / "records.arrow", "search_records")
+    assert records.num_rows == 2 * 5 * 2  # problems x methods x budgets
     assert "Running stage 'prepare'" in out and "Running stage 'annotate'" in out
     again = _sh(repo, "dvc", "repro")
     # only `inputs` (always run: it hashes the files params name) runs, and changes nothing
@@ -119,7 +129,16 @@ def test_changing_annotate_params_reruns_annotate_and_what_follows_not_rollout(r
     _sh(repo, "git", "add", "-A")
     _sh(repo, "git", "commit", "-qm", "lock", "--allow-empty")
     out = _sh(repo, "dvc", "exp", "run", "-S", "annotate.completion.k=3")
-    downstream = ("annotate", "pairs", "train_rm", "train_prm", "rl", "rollout_rl", "eval")
+    downstream = (
+        "annotate",
+        "pairs",
+        "train_rm",
+        "train_prm",
+        "rl",
+        "rollout_rl",
+        "search",
+        "eval",
+    )
     assert all(f"Running stage '{s}'" in out for s in downstream), out
     assert not any(f"Running stage '{s}'" in out for s in ("model", "prepare", "rollout"))
     labels = artifacts.read_artifact(repo / "data" / "labels.arrow", "labels")

@@ -29,6 +29,7 @@ class Inputs(NamedTuple):
     subsets: dict[str, list[dict[str, Any]]] | None  # ProcessBench subsets, if configured
     tune: list[dict[str, Any]] | None  # ProcessBench items to tune the PRM threshold on
     prmbench: list[dict[str, Any]] | None = None  # PRMBench items, if configured
+    search_budget: dict[str, Any] | None = None  # the search stage's metrics, if given
 
 
 def run(
@@ -42,6 +43,7 @@ def run(
     rl_rollouts: Path | None = None,
     policy: Path | None = None,
     critic: Path | None = None,
+    search_budget: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate a policy's rollouts and the reward models; write metrics.json, bon.csv,
     bon.png and report.md to `out`.
@@ -55,6 +57,8 @@ def run(
         rl_rollouts: the RL policy's rollouts on the same split, compared with the base.
         policy: the policy model for PRM-guided beam search (with `cfg.search.problems`).
         critic: a local model to evaluate as a ProcessBench critic.
+        search_budget: the search stage's metrics.json (every method at every budget),
+            copied into metrics (`search_budget`) and the report.
 
     Returns:
         The metrics, as written to metrics.json (`best_of_n_size` is the largest N).
@@ -62,7 +66,8 @@ def run(
     Raises:
         InputError: a bad input, before any model loads.
     """
-    inputs = check_inputs(cfg, rollouts, rl_rollouts=rl_rollouts, orm=orm, prm=prm, policy=policy)
+    inputs = check_inputs(cfg, rollouts, rl_rollouts=rl_rollouts, orm=orm, prm=prm, policy=policy,
+                          search_budget=search_budget)  # fmt: skip
     rule = StepRule.from_config(base)
     from rwpipe.eval.claims import claims
     from rwpipe.eval.curves import pairwise_table, selection_curves, skipped_rules
@@ -94,6 +99,8 @@ def run(
     top = max(c["n"] for c in curves)
     metrics["best_of_n"] = {c["rule"]: c["accuracy"] for c in curves if c["n"] == top}
     metrics["best_of_n_size"] = top
+    if inputs.search_budget is not None:
+        metrics["search_budget"] = inputs.search_budget
     metrics["claims"] = claims(metrics, curves, list(inputs.models), cfg.aggregations)
     write_outputs(out, metrics, curves, {"base": base, "eval": cfg})
     return metrics
@@ -107,12 +114,14 @@ def check_inputs(
     orm: Path | None = None,
     prm: Path | None = None,
     policy: Path | None = None,
+    search_budget: Path | None = None,
 ) -> Inputs:
     """Read and check every input of `run`; nothing here loads a model.
 
     Raises:
         InputError: no rollouts in the split, RL rollouts sharing no problem, search without a
-            policy and a PRM, a path that is not a model directory, a bad ProcessBench file.
+            policy and a PRM, a path that is not a model directory, a bad ProcessBench file,
+            an unreadable search metrics file.
     """
     from rwpipe.artifacts import check_model_dir
 
@@ -143,7 +152,12 @@ def check_inputs(
         from rwpipe.eval.prmbench import load_prmbench
 
         prm_items = load_prmbench(cfg.prmbench, cfg.prmbench_max)
-    return Inputs(rows, rl_rows, models, subsets, tune, prm_items)
+    budget = None
+    if search_budget is not None:
+        from rwpipe.eval.budget_report import read_metrics
+
+        budget = read_metrics(search_budget)
+    return Inputs(rows, rl_rows, models, subsets, tune, prm_items, budget)
 
 
 def _split_rows(path: Path, split: str) -> list[dict[str, Any]]:

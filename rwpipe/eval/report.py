@@ -83,6 +83,10 @@ def _markdown(metrics: dict[str, Any], curves: Sequence[dict[str, Any]], stamp: 
     lines += _selection_section(metrics, curves)
     lines += _pairwise_section(metrics)
     lines += _search_section(metrics)
+    if "search_budget" in metrics:
+        from rwpipe.eval.budget_report import markdown
+
+        lines += markdown(metrics["search_budget"])
     for key, title in (("processbench", "PRM as critic"),
                        ("processbench_critic", "LLM critic")):  # fmt: skip
         if key in metrics:

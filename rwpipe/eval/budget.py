@@ -1,0 +1,395 @@
+"""Test-time scaling on one budget axis (stage `search`): every method at every budget on the
+same problems, accuracy against generated tokens, and the compute-optimal method per
+difficulty level (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally").
+
+A budget N means, per method (`search.methods`):
+
+- `best_of_n`: the PRM's pick (step scores aggregated by `search.aggregation`) among the
+  problem's first N rollouts, in sample_idx order;
+- `weighted_vote`: the PRM-weighted majority vote over the same N rollouts (answers
+  math-verify judges equal vote together; weights `rwpipe.eval.metrics.vote_weights`);
+- `beam`: N beams, each expanded `search.expansions` ways per step; `dvts`: N independent
+  subtrees; `particles`: N particles (all three `rwpipe.eval.search.beam_search`).
+
+Tokens are what the method generated for the problem: for the pool methods the sum of the N
+rollouts' `num_tokens`, for the searches the new tokens of every continuation they sampled
+(a prefix re-sent at each depth is prompt, not counted; a step's discarded rest is counted).
+
+Departures from search-and-learn: the pool methods reuse the rollouts instead of sampling N
+fresh solutions (the rollouts are independent samples, so the first N are a random N), and
+beam search's N is the number of beams kept, each with `expansions` children (search-and-learn
+keeps N / beam_width beams of beam_width children): compare methods on the tokens axis, where
+both choices are paid for.
+
+Records are written per shard of `search.shard_size` problems (`rwpipe.artifacts.ShardStore`):
+a killed run resumes at the first unfinished shard. Intervals are 95% percentile bootstraps
+over problems (`BUDGET_CI`); with few problems and an accuracy of 0 or 1 the interval is a
+point, so read the problem count beside it.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rwpipe.config import POOL_METHODS, TREE_METHODS, BaseConfig, SearchStageConfig
+from rwpipe.errors import InputError
+from rwpipe.eval.curves import BOOTSTRAP_RESAMPLES, pooled_ci
+from rwpipe.eval.metrics import ScoreKind, aggregate, pick_best, pick_majority
+from rwpipe.runtime import stable_seed
+from rwpipe.schemas import SEARCH_METHODS
+from rwpipe.steps import StepRule
+
+ScoreFn = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[list[float]]]
+BUDGET_CI = f"percentile bootstrap over problems, {BOOTSTRAP_RESAMPLES} resamples"
+
+
+class Problem(NamedTuple):
+    """One searched problem and its rollout pool."""
+
+    problem_id: str
+    level: int | None  # difficulty from the problems artifact (None: unknown)
+    question: str
+    prompt: str  # the chat prompt the rollouts were sampled from
+    gold: str | None
+    samples: list[dict[str, Any]]  # its rollouts, in sample_idx order
+
+
+# ----------------------------------------------------------------------------------------------
+# One shard of problems: every method at every budget
+
+
+def search_shard(
+    problems: Sequence[Problem],
+    generator: Any,
+    score: ScoreFn,
+    cfg: SearchStageConfig,
+    *,
+    kind: ScoreKind,
+    seed: int,
+    rule: StepRule,
+    eos_token_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per-problem records (`search_records` rows) of every method in `cfg.methods` at every
+    budget in `cfg.budgets`, ordered by problem, method, budget.
+
+    Args:
+        problems: the shard's problems.
+        generator: the policy's engine (unused when no tree method is asked).
+        score: the PRM: (questions, prompts, step lists) -> step scores per solution.
+        cfg: the search section.
+        kind: the PRM's score kind (`cfg.aggregation` must be defined for it).
+        seed: the shard's seed; each tree method and budget searches with one derived from it.
+        rule: what a step is.
+        eos_token_id: the end-of-solution token; by default the generator tokenizer's.
+    """
+    out = pool_records(problems, score, cfg, kind) + tree_records(
+        problems, generator, score, cfg, kind=kind, seed=seed, rule=rule, eos_token_id=eos_token_id
+    )
+    order = {m: i for i, m in enumerate(SEARCH_METHODS)}
+    place = {p.problem_id: i for i, p in enumerate(problems)}
+    return sorted(out, key=lambda r: (place[r["problem_id"]], order[r["method"]], r["budget"]))
+
+
+def pool_records(
+    problems: Sequence[Problem], score: ScoreFn, cfg: SearchStageConfig, kind: ScoreKind
+) -> list[dict[str, Any]]:
+    """Best-of-N and the PRM-weighted vote over each problem's first N rollouts, per budget.
+    Tied picks share the credit (`pick_best`, `pick_majority`), so `correct` may be a fraction."""
+    from rwpipe.eval.curves import answer_classes
+
+    methods = [m for m in cfg.methods if m in POOL_METHODS]
+    if not methods or not problems:
+        return []
+    top = max(cfg.budgets)
+    pools = [p.samples[:top] for p in problems]
+    rows = [r for pool in pools for r in pool]
+    steps = score([r["question"] for r in rows], [r["prompt"] for r in rows],
+                  [r["steps"] for r in rows])  # fmt: skip
+    values = iter(aggregate(s, cfg.aggregation, kind) for s in steps)
+    voting = "weighted_vote" in methods
+    classes = answer_classes([[r["pred"] for r in pool] for pool in pools]) if voting else None
+    out = []
+    for i, (p, pool) in enumerate(zip(problems, pools, strict=True)):
+        samples = [(classes[i].get(r["pred"]) if classes else r["pred"],
+                    r["verdict"] == "correct", next(values)) for r in pool]  # fmt: skip
+        for n in cfg.budgets:
+            tokens = sum(r["num_tokens"] for r in pool[:n])
+            for m in methods:
+                hit = (pick_best(samples[:n]) if m == "best_of_n"
+                       else pick_majority(samples[:n], weighted=True, kind=kind))  # fmt: skip
+                out.append(_record(p, m, n, tokens, hit))
+    return out
+
+
+def tree_records(
+    problems: Sequence[Problem],
+    generator: Any,
+    score: ScoreFn,
+    cfg: SearchStageConfig,
+    *,
+    kind: ScoreKind,
+    seed: int,
+    rule: StepRule,
+    eos_token_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """Beam search, DVTS and particle filtering at each budget, all problems of the shard in
+    one search per (method, budget); every answer checked in one verifier batch at the end."""
+    from rwpipe.eval.search import beam_search
+    from rwpipe.verify import verify_many
+
+    found: list[tuple[Problem, str, int, dict[str, Any]]] = []
+    for method in (m for m in cfg.methods if m in TREE_METHODS):
+        for n in cfg.budgets:
+            got = beam_search(
+                generator, score, [p.question for p in problems], [p.prompt for p in problems],
+                cfg.tree(method, n), seed=stable_seed(seed, method, n), rule=rule,
+                eos_token_id=eos_token_id, kind=kind,
+            )  # fmt: skip
+            found += [(p, method, n, g) for p, g in zip(problems, got, strict=True)]
+    if not found:
+        return []
+    verdicts = verify_many([p.gold for p, *_ in found], [g["text"] for *_, g in found])
+    out = []
+    for (p, method, n, g), v in zip(found, verdicts, strict=True):
+        ess = math.fsum(g["ess"]) / len(g["ess"]) if g.get("ess") else None
+        out.append(_record(p, method, n, g["tokens"], float(v.verdict == "correct"), ess))
+    return out
+
+
+def _record(p: Problem, method: str, budget: int, tokens: int, correct: float,
+            ess: float | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"problem_id": p.problem_id, "level": p.level, "method": method, "budget": budget,
+            "tokens": int(tokens), "correct": float(correct), "ess_mean": ess}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
+# Aggregates: the budget curve and the compute-optimal table
+
+
+def _point(records: Sequence[Mapping[str, Any]], seed: int) -> dict[str, Any]:
+    """Accuracy with its 95% interval, and mean generated tokens, over `records`' problems."""
+    hits = [float(r["correct"]) for r in records]
+    lo, hi = pooled_ci(hits, [1.0] * len(hits), seed=seed)
+    tokens = sum(r["tokens"] for r in records) / len(hits)
+    out = {"problems": len(hits), "accuracy": math.fsum(hits) / len(hits), "ci95_lo": lo,
+           "ci95_hi": hi, "tokens_per_problem": tokens}  # fmt: skip
+    ess = [r["ess_mean"] for r in records if r.get("ess_mean") is not None]
+    return out | ({"ess_mean": math.fsum(ess) / len(ess)} if ess else {})
+
+
+def _by(records: Sequence[Mapping[str, Any]], *keys: str) -> dict[tuple, list[Mapping[str, Any]]]:
+    groups: dict[tuple, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return groups
+
+
+def _method_order(method: str) -> int:
+    return SEARCH_METHODS.index(method)
+
+
+def budget_points(records: Sequence[Mapping[str, Any]], *, seed: int = 0) -> list[dict[str, Any]]:
+    """One point per (method, budget): {"method", "budget", "problems", "accuracy",
+    "ci95_lo", "ci95_hi", "tokens_per_problem"} (+ "ess_mean" for particles), in method
+    then budget order."""
+    groups = _by(records, "method", "budget")
+    keys = sorted(groups, key=lambda k: (_method_order(k[0]), k[1]))
+    return [{"method": m, "budget": n} | _point(groups[(m, n)], seed) for m, n in keys]
+
+
+def compute_optimal(records: Sequence[Mapping[str, Any]], *, seed: int = 0) -> list[dict[str, Any]]:
+    """Per difficulty level (and "all" levels) and budget, the best method: the highest
+    accuracy, ties to the fewer mean tokens (then to the earlier method in `SEARCH_METHODS`).
+
+    Returns:
+        Rows {"level" (int, "unknown" or "all"), "budget", "method", "problems", "accuracy",
+        "ci95_lo", "ci95_hi", "tokens_per_problem"}, levels ascending, "all" last.
+    """
+    levels = sorted({r["level"] for r in records if r["level"] is not None})
+    buckets: list[tuple[Any, list[Mapping[str, Any]]]] = [
+        (lv, [r for r in records if r["level"] == lv]) for lv in levels
+    ]
+    if unknown := [r for r in records if r["level"] is None]:
+        buckets.append(("unknown", unknown))
+    if records:
+        buckets.append(("all", list(records)))
+    out = []
+    for level, rows in buckets:
+        for n in sorted({r["budget"] for r in rows}):
+            points = budget_points([r for r in rows if r["budget"] == n], seed=seed)
+            best = min(points, key=lambda p: (-round(p["accuracy"], 9), p["tokens_per_problem"],
+                                              _method_order(p["method"])))  # fmt: skip
+            out.append({"level": level} | {k: v for k, v in best.items() if k != "ess_mean"})
+    return out
+
+
+def summarize(
+    records: Sequence[Mapping[str, Any]], cfg: SearchStageConfig, *, seed: int = 0
+) -> dict[str, Any]:
+    """metrics.json: the points by method and budget, and the compute-optimal table by level
+    and budget (nested mappings, so that `dvc metrics diff` shows each number)."""
+    points: dict[str, dict[str, Any]] = defaultdict(dict)
+    for p in budget_points(records, seed=seed):
+        rest = {k: v for k, v in p.items() if k not in ("method", "budget")}
+        points[p["method"]][str(p["budget"])] = rest
+    table: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in compute_optimal(records, seed=seed):
+        rest = {k: v for k, v in row.items() if k not in ("level", "budget")}
+        table[str(row["level"])][str(row["budget"])] = rest
+    return {
+        "problems": len({r["problem_id"] for r in records}),
+        "budgets": list(cfg.budgets),
+        "methods": list(cfg.methods),
+        "aggregation": cfg.aggregation,
+        "ci_method": BUDGET_CI,
+        "points": dict(points),
+        "compute_optimal": dict(table),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# The stage
+
+
+def check_inputs(
+    cfg: SearchStageConfig, *, problems: Path, rollouts: Path, policy: Path, prm: Path
+) -> list[Problem]:
+    """The first `cfg.problems` problems of `cfg.split` (by problem_id) with their levels and
+    rollout pools; nothing here loads a model.
+
+    Raises:
+        InputError: no rollouts in the split, a problem missing from the problems artifact, a
+            pool smaller than the largest budget (best-of-N, weighted vote), a path that is not
+            a model directory or not a reward model.
+        ArtifactError: an input that is not a valid artifact (a missing column, ...).
+    """
+    from rwpipe.artifacts import check_model_dir, read_artifact
+    from rwpipe.eval.curves import _groups
+    from rwpipe.score import detect_format
+
+    check_model_dir(policy, hint=True)
+    check_model_dir(prm)
+    rows = [r for r in read_artifact(rollouts, "rollouts").to_pylist() if r["split"] == cfg.split]
+    if not rows:
+        raise InputError(f"{rollouts}: no rollouts in split {cfg.split}")
+    table = read_artifact(problems, "problems")
+    levels = dict(zip(table["problem_id"].to_pylist(), table["level"].to_pylist(), strict=True))
+    need = max(cfg.budgets) if set(cfg.methods) & set(POOL_METHODS) else 1
+    chosen = []
+    for pid, group in list(_groups(rows).items())[: cfg.problems]:
+        if pid not in levels:
+            raise InputError(f"{rollouts}: problem {pid} is not in {problems}")
+        if len(group) < need:
+            raise InputError(
+                f"{rollouts}: problem {pid} has {len(group)} rollouts, best-of-N at budget "
+                f"{need} needs {need} (raise rollout.sampling.n or lower search.budgets)"
+            )
+        first = group[0]
+        chosen.append(Problem(pid, levels[pid], first["question"], first["prompt"], first["gold"],
+                              sorted(group, key=lambda r: r["sample_idx"])))  # fmt: skip
+    detect_format(prm)  # reads config and card only: a base model is refused before loading
+    return chosen
+
+
+def run(
+    cfg: SearchStageConfig,
+    base: BaseConfig,
+    *,
+    problems: Path,
+    rollouts: Path,
+    policy: Path,
+    prm: Path,
+    out: Path,
+) -> dict[str, Any]:
+    """Stage `search`: every method at every budget on the first `cfg.problems` problems,
+    shard by shard (a rerun with the same params and inputs resumes); writes
+    out/records.arrow, metrics.json, curve.json and curve.png (`budget_report`).
+    `cfg.problems` 0 writes empty outputs without reading an input. Returns the run summary."""
+    from rwpipe import artifacts
+
+    chosen = check_inputs(cfg, problems=problems, rollouts=rollouts, policy=policy,
+                          prm=prm) if cfg.problems else []  # fmt: skip
+    fingerprint: dict[str, Any] = {"base": base, "search": cfg}
+    if chosen:
+        fingerprint |= {name: artifacts.path_digest(path) for name, path in
+                        (("problems", problems), ("rollouts", rollouts), ("policy", policy),
+                         ("prm", prm))}  # fmt: skip
+    store = artifacts.ShardStore(out / "records.arrow", "search_records", fingerprint)
+    size = cfg.shard_size
+    shards = [chosen[i : i + size] for i in range(0, len(chosen), size)]
+    done = store.done()
+    todo = [i for i in range(len(shards)) if i not in done]
+    if todo:
+        _search_shards(shards, todo, store, cfg, base, policy=policy, prm=prm)
+    stats = store.stats()
+    summary = {"problems": len(chosen), "shards": len(shards), "resumed_shards": len(done),
+               "tokens": sum(s["tokens"] for s in stats)}  # fmt: skip
+    kinds = sorted({s["score_kind"] for s in stats})
+    table = store.finish(len(shards), section="search", config=cfg, stats=summary)
+    metrics = summarize(table.to_pylist(), cfg, seed=base.seed) | {"score_kind": ",".join(kinds)}
+    from rwpipe.eval.budget_report import write_outputs
+
+    write_outputs(out, metrics)
+    return summary
+
+
+def _search_shards(
+    shards: list[list[Problem]], todo: list[int], store: Any, cfg: SearchStageConfig,
+    base: BaseConfig, *, policy: Path, prm: Path,
+) -> None:  # fmt: skip
+    """Load the PRM and the policy, and search the shards in `todo` into `store`."""
+    from rwpipe.eval.metrics import score_kind, undefined
+    from rwpipe.progress import progress_bar
+
+    scorer = _load_scorer(prm, base)
+    kind = score_kind(getattr(scorer, "kind", "prm"))
+    if (reason := undefined(cfg.aggregation, kind)) is not None:
+        raise InputError(f"{prm}: search.aggregation {cfg.aggregation}: {reason}")
+
+    def score(questions, prompts, step_lists):
+        from rwpipe.steps import Solution
+
+        sols = [Solution(q, p, s) for q, p, s in zip(questions, prompts, step_lists, strict=True)]
+        return [steps for _, steps in scorer.score(sols, cfg.batch_size)]
+
+    trees = bool(set(cfg.methods) & set(TREE_METHODS))
+    generator = _load_policy(policy, cfg, base) if trees else None
+    rule = StepRule.from_config(base)
+    resumed = sum(len(s) for i, s in enumerate(shards) if i not in todo)
+    try:
+        with progress_bar(sum(map(len, shards)), "search", "problems",
+                          completed=resumed) as advance:  # fmt: skip
+            for i in todo:
+                seed = stable_seed(base.seed, "search", i)
+                rows = search_shard(shards[i], generator, score, cfg, kind=kind, seed=seed,
+                                    rule=rule)  # fmt: skip
+                tokens = sum(r["tokens"] for r in rows)
+                store.write(i, records_table(rows), {"tokens": tokens, "score_kind": kind})
+                advance(len(shards[i]), tokens)
+    finally:
+        if generator is not None:
+            generator.close()
+
+
+def _load_scorer(prm: Path, base: BaseConfig) -> Any:
+    from rwpipe.runtime import pick_device
+    from rwpipe.score import Scorer
+
+    return Scorer(prm, device=pick_device(base.device))
+
+
+def _load_policy(policy: Path, cfg: SearchStageConfig, base: BaseConfig) -> Any:
+    from rwpipe.backends import load_engine
+
+    return load_engine(policy, cfg.engine, device=base.device, seed=base.seed)
+
+
+def records_table(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """`search_records` rows as a table of the declared schema."""
+    import pyarrow as pa
+
+    from rwpipe.schemas import SEARCH_RECORDS
+
+    return pa.Table.from_pylist(list(rows), schema=SEARCH_RECORDS.schema)
