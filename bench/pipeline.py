@@ -7,13 +7,13 @@ Clones this repository's HEAD into --clone (default /tmp/rwpipe-fresh; it must n
 ../shared must sit beside it for `make test`, as in CI), runs the commands there, and times
 every line of their output, so each DVC stage's wall time is the gap between its "Running
 stage" line and the next one. Results: bench/results/pipeline.json (seconds per stage, totals,
-every number of the run's metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*;
-the RL difference's verdict; `make test`'s counts; the machine facts of bench/machine.py,
-versions read from the clone's venv); the full logs beside the clone. `--set section.key=value`
-edits the clone's params.yaml before the run (e.g. `engine.dtype=float32` with the trainers'
-dtypes, to time the float32 pipeline on a CPU where `dtype: auto` is bfloat16); the overrides
-are recorded. `--out` writes elsewhere than pipeline.json (pipeline_avx512.json for a machine
-with native bfloat16).
+every number of the run's metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*,
+search_*; the RL difference's verdict; `make test`'s counts; the machine facts of
+bench/machine.py, versions read from the clone's venv); the full logs beside the clone. `--set
+section.key=value` edits the clone's params.yaml before the run (e.g. `engine.dtype=float32`
+with the trainers' dtypes, to time the float32 pipeline on a CPU where `dtype: auto` is
+bfloat16); the overrides are recorded. `--out` writes elsewhere than pipeline.json
+(pipeline_avx512.json for a machine with native bfloat16).
 """
 
 import argparse
@@ -38,6 +38,7 @@ METRICS = {  # flattened into the results under these prefixes
     "train_rm": "data/train_rm/metrics.json",
     "train_prm": "data/train_prm/metrics.json",
     "rl_train": "data/rl/metrics.json",
+    "search": "data/search/metrics.json",
 }
 CLAIM = "RL raises eval pass@1 over the base policy"
 

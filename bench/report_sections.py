@@ -298,6 +298,95 @@ def pipeline_dtype(res: Results) -> str:
     return "\n".join(out[:1] + ([""] if len(out) > 1 else []) + out[1:])
 
 
+SEARCH_METHODS = {
+    "best_of_n": "best-of-N (PRM)",
+    "weighted_vote": "weighted vote (PRM)",
+    "beam": "beam search",
+    "dvts": "DVTS",
+    "particles": "particle filtering",
+}
+
+
+def search_budget(res: Results, name: str = "pipeline") -> str:
+    """The search stage of a timed default run: accuracy [95% CI] and generated tokens per
+    problem of every method at every budget, then the compute-optimal method per level."""
+    if name not in res:
+        return absent(name)
+    r = res[name]
+    point = re.compile(r"search_points_(\w+?)_(\d+)_accuracy")
+    cells = {(m.group(1), int(m.group(2))) for k in r if (m := point.fullmatch(k))}
+    if not cells:
+        return "*This run has no search stage results (`data/search/metrics.json`).*"
+    budgets = sorted({n for _, n in cells})
+    methods = [m for m in SEARCH_METHODS if any((m, n) in cells for n in budgets)]
+
+    def cell(prefix: str) -> str:
+        return (
+            f"{f(r[f'{prefix}_accuracy'])} {ci(r[f'{prefix}_ci95_lo'], r[f'{prefix}_ci95_hi'])},"
+            f" {f(r[f'{prefix}_tokens_per_problem'], 0)} tok"
+        )
+
+    rows = [
+        [SEARCH_METHODS[m]]
+        + [cell(f"search_points_{m}_{n}") if (m, n) in cells else "" for n in budgets]
+        for m in methods
+    ]
+    out = [
+        f"{r['search_problems']} problems; PRM aggregation `{r['search_aggregation']}`; each"
+        " cell: accuracy [95% CI], generated tokens per problem. 95% CI: "
+        f"{r['search_ci_method']}.",
+        "",
+        table(["method", *[f"N = {n}" for n in budgets]], rows),
+    ]
+    best = re.compile(r"search_compute_optimal_(\w+?)_(\d+)_method")
+    found = sorted(
+        {(m.group(1), int(m.group(2))) for k in r if (m := best.fullmatch(k))},
+        key=lambda x: (x[0] == "all", x[0] == "unknown", x[0], x[1]),
+    )
+    if found:
+        opt = [
+            [
+                level,
+                str(n),
+                SEARCH_METHODS.get(r[f"search_compute_optimal_{level}_{n}_method"], "?"),
+                cell(f"search_compute_optimal_{level}_{n}"),
+                f"{r[f'search_compute_optimal_{level}_{n}_problems']}",
+            ]
+            for level, n in found
+        ]
+        out += [
+            "",
+            "The best method per difficulty level and budget (the compute-optimal table; ties go"
+            " to fewer tokens):",
+            "",
+            table(["level", "N", "best method", "accuracy [95% CI], tokens", "problems"], opt),
+        ]
+    return "\n".join(out)
+
+
+SUITE_TARGET_MIN = 20  # the issue's target for the test suite on 2 cores
+
+
+def suite(res: Results, name: str = "suite") -> str:
+    """The suite's wall time against the target, its outcome counts and its slowest tests."""
+    if name not in res:
+        return absent(name)
+    r = res[name]
+    minutes_ = r["suite_s"] / 60
+    kinds = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "deselected")
+    counts = ", ".join(f"{r[f'tests_{k}']} {k}" for k in kinds if f"tests_{k}" in r)
+    out = [
+        f"- `python -m pytest` (what `make test` and CI run): {f(r['suite_s'], 0)} s"
+        f" ({f(minutes_, 1)} minutes), exit code {r['suite_exit_code']}; {counts}.",
+        f"- Target ≤ {SUITE_TARGET_MIN} minutes on 2 cores: {_met(minutes_ <= SUITE_TARGET_MIN)}"
+        f" on this machine.",
+        "",
+    ]
+    slow = sorted(int(k.split("_")[1]) for k in r if re.fullmatch(r"slowest_\d+_s", k))
+    rows = [[str(i), f"`{r[f'slowest_{i}_test']}`", f(r[f"slowest_{i}_s"], 1)] for i in slow]
+    return "\n".join(out) + table(["#", "test (phase)", "seconds"], rows, right=2)
+
+
 def pipeline_install_minutes(res: Results) -> str:
     return f(res["pipeline"]["install_s"] / 60, 1)
 
@@ -1021,6 +1110,10 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline.install_minutes": pipeline_install_minutes,
     "pipeline_avx512_run": run_region("pipeline_avx512"),
     "pipeline_dtype": pipeline_dtype,
+    "suite_avx512_run": run_region("suite_avx512"),
+    "suite_avx512": lambda res: suite(res, "suite_avx512"),
+    "pipeline_search": search_budget,
+    "pipeline_avx512_search": lambda res: search_budget(res, "pipeline_avx512"),
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
     "pipeline.machine": pipeline_machine,
