@@ -276,10 +276,13 @@ class CritiquesConfig:
         default_factory=lambda: JudgeConfig(k=4, temperature=0.8, max_new_tokens=512)
     )
     engine: GenerationConfig = field(default_factory=GenerationConfig)  # a local judge's
+    shard_size: int = 32  # judge: solutions per resumable shard (a killed run keeps finished ones)
 
     def __post_init__(self) -> None:
         if not self.splits:
             raise ValueError("splits must name at least one split")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {self.shard_size}")
 
 
 @dataclass(frozen=True)

@@ -282,22 +282,70 @@ def run(cfg: Any, base: Any, *, labels: Any, out: Any, judge_model: Any = None) 
         raise InputError(f"{labels}: no solution in split(s) {', '.join(cfg.splits)} has step "
                          "labels up to its first error to sample critiques for")  # fmt: skip
     else:
-        backend = _judge(cfg, base, judge_model)
-        try:
-            j = cfg.judge
-            got, stats = judged_rows(rows, backend, k=j.k, temperature=j.temperature,
-                                     max_new_tokens=j.max_new_tokens, seed=base.seed)  # fmt: skip
-        finally:
-            if hasattr(backend, "generator"):  # a local engine
-                backend.generator.close()
-        if not got:
-            raise InputError(f"{labels}: none of the {stats['critiques_sampled']} sampled "
-                             "critiques agrees with the labels; nothing written")  # fmt: skip
+        return _run_judge(cfg, base, rows, labels=labels, out=out, judge_model=judge_model,
+                          start=start)  # fmt: skip
     stats |= {"rows": len(got), "source": cfg.source,
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     table = pa.Table.from_pylist(got, schema=SPECS["critiques"].schema)
     artifacts.write_artifact(table, out, "critiques", section="critiques", config=cfg,
                              stats=stats)  # fmt: skip
+    return stats
+
+
+JUDGE_COUNTS = ("solutions", "critiques_sampled", "critiques_parsed", "critiques_agreeing",
+                "solutions_kept", "critique_chars_sampled")  # fmt: skip
+
+
+def _run_judge(cfg: Any, base: Any, rows: list[dict[str, Any]], *, labels: Any, out: Any,
+               judge_model: Any, start: float) -> dict[str, Any]:  # fmt: skip
+    """The judge source, `cfg.shard_size` solutions per shard (`rwpipe.artifacts.ShardStore`):
+    a killed run resumes at the first unfinished shard and ends with the rows of an
+    uninterrupted one. The judge (an engine or a server client) is made only when a shard is
+    left to sample."""
+    import time
+
+    import pyarrow as pa
+
+    from rwpipe import artifacts
+    from rwpipe.errors import InputError
+    from rwpipe.schemas import SPECS
+
+    if not cfg.judge.base_url and judge_model is None:
+        _judge(cfg, base, judge_model)  # refuses in one line, before anything is written
+    todo = [r for r in rows if row_stated_labels(r)]
+    size = cfg.shard_size
+    shards = [todo[i : i + size] for i in range(0, len(todo), size)]
+    judge_id = cfg.judge.base_url and f"{cfg.judge.base_url} {cfg.judge.model}"
+    fingerprint = {"config": cfg, "seed": base.seed, "labels": artifacts.path_digest(labels),
+                   "judge": judge_id or artifacts.path_digest(judge_model)}  # fmt: skip
+    store = artifacts.ShardStore(out, "critiques", fingerprint)
+    done = store.done()
+    left = [i for i in range(len(shards)) if i not in done]
+    backend = _judge(cfg, base, judge_model) if left else None
+    try:
+        j = cfg.judge
+        for i in left:
+            got, stats = judged_rows(shards[i], backend, k=j.k, temperature=j.temperature,
+                                     max_new_tokens=j.max_new_tokens,
+                                     seed=base.seed + i)  # fmt: skip
+            store.write(i, pa.Table.from_pylist(got, schema=SPECS["critiques"].schema), stats)
+    finally:
+        if hasattr(backend, "generator"):  # a local engine
+            backend.generator.close()
+    parts = store.stats()
+    stats = {key: sum(p[key] for p in parts) for key in JUDGE_COUNTS}
+    sampled = stats["critiques_sampled"]
+    stats["agreement_rate"] = round(stats["critiques_agreeing"] / sampled, 4) if sampled else 0.0
+    if not stats["solutions_kept"]:
+        import shutil
+
+        shutil.rmtree(store.dir, ignore_errors=True)
+        raise InputError(f"{labels}: none of the {sampled} sampled critiques agrees with the "
+                         "labels; nothing written")  # fmt: skip
+    stats |= {"rows": stats["solutions_kept"], "source": cfg.source, "shards": len(shards),
+              "resumed_shards": len(done),
+              "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    store.finish(len(shards), section="critiques", config=cfg, stats=stats)
     return stats
 
 

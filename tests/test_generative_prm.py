@@ -181,6 +181,49 @@ def test_sampled_critiques_are_kept_only_where_they_agree_with_the_labels():
     artifacts.validate(pa.Table.from_pylist(got), "critiques", "test")
 
 
+def test_judge_critiques_resume_per_shard_after_a_kill(tmp_path, monkeypatch):
+    """The judge source writes one shard per `shard_size` solutions: a run killed after its
+    first shard resumes with the rest only and ends with an uninterrupted run's rows."""
+    import rwpipe.critique as critique
+    from rwpipe.config import BaseConfig, CritiquesConfig, JudgeConfig
+
+    labels = tmp_path / "labels.arrow"
+    artifacts.write_artifact(_separable(2), labels, "labels", section="annotate")
+    cfg = CritiquesConfig(source="judge", shard_size=2,
+                          judge=JudgeConfig(base_url="http://judge.invalid/v1", model="m", k=2,
+                                            temperature=0.8))  # fmt: skip
+    samples = [format_critique([1, 1]), format_critique([1, 0])]
+
+    class Killed(Exception):
+        pass
+
+    class DiesAfterOneShard(_ScriptedJudge):
+        def complete(self, messages, *args):
+            if self.asked:
+                raise Killed
+            return super().complete(messages, *args)
+
+    first = DiesAfterOneShard(samples)
+    monkeypatch.setattr(critique, "_judge", lambda *a: first)
+    with pytest.raises(Killed):
+        critique.run(cfg, BaseConfig(), labels=labels, out=tmp_path / "c.arrow")
+    assert not (tmp_path / "c.arrow").exists()
+    again = _ScriptedJudge(samples)
+    monkeypatch.setattr(critique, "_judge", lambda *a: again)
+    stats = critique.run(cfg, BaseConfig(), labels=labels, out=tmp_path / "c.arrow")
+    # 8 solutions labelled to their first error, in shards of 2: the resumed run asks only for
+    # the three shards after the first; the two-step ones ([1, 0], [1, 1]) find an agreeing
+    # sample, the one-step ones none
+    assert len(first.asked) == 2 and len(again.asked) == 6 and stats["resumed_shards"] == 1
+    assert (stats["shards"], stats["solutions"], stats["critiques_sampled"]) == (4, 8, 16)
+    whole = _ScriptedJudge(samples)
+    monkeypatch.setattr(critique, "_judge", lambda *a: whole)
+    critique.run(cfg, BaseConfig(), labels=labels, out=tmp_path / "whole.arrow")
+    resumed, straight = (artifacts.read_artifact(tmp_path / n, "critiques").to_pylist()
+                         for n in ("c.arrow", "whole.arrow"))  # fmt: skip
+    assert resumed == straight and len(resumed) == stats["rows"] == 4
+
+
 def test_critiques_stage_templates_the_labels(tmp_path):
     from rwpipe.config import BaseConfig, CritiquesConfig
     from rwpipe.critique import run
