@@ -160,14 +160,9 @@ class Backbone:
         if self.kind == "orm":
             return [(float(s), []) for s in torch.sigmoid(self.sequence_scores(examples))]
         if self.kind == "prm":
-            probs = torch.sigmoid(self.token_logits(examples))
-            out = []
-            for b, e in enumerate(examples):
-                steps = [float(probs[b, p]) for p in e.step_ends]
-                out.append((steps[-1] if steps else None, steps))
-            return out
+            return _at_step_ends(torch.sigmoid(self.token_logits(examples)), examples)
         if self.kind == "generative_prm":
-            return self._verdict_scores(examples)
+            return _at_step_ends(self._verdict_probs(examples), examples)
         rewards = self.token_rewards(examples)
         out = []
         for b, e in enumerate(examples):
@@ -177,19 +172,14 @@ class Backbone:
             out.append((float(torch.sigmoid(rewards[b].sum())), steps))
         return out
 
-    def _verdict_scores(self, examples: Sequence[Example]) -> list[tuple[float, list[float]]]:
-        """generative_prm: P(correct) over the two verdict tokens at each verdict position."""
+    def _verdict_probs(self, examples: Sequence[Example]) -> torch.Tensor:
+        """generative_prm: P(correct) over the two verdict tokens at every position."""
         from rwpipe.critique import verdict_tokens
 
         good, bad = verdict_tokens(self.tokenizer)
         ids, mask = self.tensors([e.input_ids for e in examples])
         logits = self.model(input_ids=ids, attention_mask=mask).logits
-        probs = logits[..., [good, bad]].float().softmax(-1)[..., 0]
-        out = []
-        for b, e in enumerate(examples):
-            steps = [float(probs[b, p]) for p in e.step_ends]
-            out.append((steps[-1] if steps else None, steps))
-        return out
+        return logits[..., [good, bad]].float().softmax(-1)[..., 0]
 
     def encode(
         self, prompt: str, steps: Sequence[str], max_length: int = 0, question: str = ""
@@ -207,6 +197,19 @@ class Backbone:
         tag = self.step_tag if self.kind == "prm" else ""
         enc = encode_solution(self.tokenizer, prompt, steps, tag, max_length)
         return Example(enc.input_ids, enc.prompt_len, enc.step_ends)
+
+
+def _at_step_ends(
+    probs: torch.Tensor, examples: Sequence[Example]
+) -> list[tuple[float | None, list[float]]]:
+    """(outcome, step scores) from per-position probabilities read at each example's step ends
+    (a PRM's step tags, a generative PRM's verdicts); the outcome is the last step's, None when
+    no step fit."""
+    out = []
+    for b, e in enumerate(examples):
+        steps = [float(probs[b, p]) for p in e.step_ends]
+        out.append((steps[-1] if steps else None, steps))
+    return out
 
 
 TASKS = {"orm": "SEQ_CLS", "prm": "TOKEN_CLS", "implicit_prm": "CAUSAL_LM",
