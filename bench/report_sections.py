@@ -116,15 +116,18 @@ def claim_line(r: dict, prefix: str) -> str:
 
 # ---- pipeline ---------------------------------------------------------------------------------
 STAGES = {
+    "inputs": "inputs (digests of the files params name)",
     "model": "model (GGUF → safetensors)",
     "prepare": "prepare",
     "rollout": "rollout (vLLM)",
     "annotate": "annotate (OmegaPRM)",
+    "critiques": "critiques (the generative PRM's targets)",
     "pairs": "pairs",
     "train_rm": "train_rm",
     "train_prm": "train_prm",
     "rl": "rl (GRPO)",
     "rollout_rl": "rollout_rl (the RL policy on eval)",
+    "search": "search (every test-time method at every budget)",
     "eval": "eval (scores, best-of-N, ProcessBench, claims, report)",
 }
 DEMO_TARGET_MIN = 30  # the target for `dvc repro` on the CPU default

@@ -422,7 +422,7 @@ class SearchStageConfig:
     (rwpipe.eval.budget). A budget N is best-of-N's and the weighted vote's N (the first N
     rollouts of a problem), the beams of beam search, DVTS's subtrees and the particles."""
 
-    problems: int = 8  # first problems of the split by problem_id (0 = off: empty outputs)
+    problems: int = 8  # of the split, taken in turn from each level (0 = off: empty outputs)
     split: Literal["train", "eval"] = "eval"
     budgets: tuple[int, ...] = (2, 4)
     methods: tuple[SearchMethod, ...] = POOL_METHODS + TREE_METHODS
@@ -436,6 +436,7 @@ class SearchStageConfig:
     max_new_tokens: int = 96  # per solution: match rollout.sampling.max_new_tokens
     temperature: float = 0.8
     resample_temperature: float = 1.0  # particles: softmax temperature of the resampling
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # the PRM's scoring dtype
     engine: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
@@ -462,6 +463,9 @@ class SearchStageConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     split: Literal["train", "eval"] = "eval"  # whose rollouts to evaluate
+    # The reward models' scoring dtype (auto: rwpipe.runtime.default_dtype); the engines' is
+    # engine.dtype.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     ns: tuple[int, ...] = (1, 2, 4)  # best-of-N sizes (up to the samples per problem)
     draws: int = 50  # random size-N subsets per problem
     aggregations: tuple[Literal["min", "last", "prod", "mean", "sum"], ...] = (

@@ -74,6 +74,13 @@ def default_dtype(device: "torch.device") -> "torch.dtype":  # noqa: F821
     return torch.float32
 
 
+def resolve_dtype(name: str, device: "torch.device") -> "torch.dtype":  # noqa: F821
+    """A `dtype` param as a torch dtype: `auto` is `default_dtype(device)`."""
+    import torch
+
+    return default_dtype(device) if name == "auto" else getattr(torch, name)
+
+
 def auto_dtype_name(on_cpu: bool) -> str:
     """`default_dtype` as a name, for engines that take one (vLLM): CPU or CUDA."""
     return "bfloat16" if not on_cpu or cpu_has_native_bf16() else "float32"

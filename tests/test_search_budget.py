@@ -391,3 +391,14 @@ def test_eval_stage_reports_the_search_stage(tmp_path, monkeypatch):
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## Test-time scaling" in report
     assert "| particles | 1.000 [1.000, 1.000], 8 tok" in report
+
+
+def test_problems_are_taken_in_turn_from_each_level():
+    from rwpipe.eval.budget import spread_over_levels
+
+    levels = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 3, "f": 3, "g": None}
+    pids = sorted(levels)
+    assert spread_over_levels(pids, levels, 4) == ["a", "d", "e", "g"]
+    assert spread_over_levels(pids, levels, 6) == ["a", "b", "d", "e", "f", "g"]
+    assert spread_over_levels(pids, levels, 99) == pids
+    assert spread_over_levels(pids, levels, 0) == []

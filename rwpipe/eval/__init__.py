@@ -193,10 +193,11 @@ def _reward_model(
     Raises:
         InputError: beam search asked with an aggregation undefined for the PRM's scores.
     """
-    from rwpipe.runtime import pick_device
+    from rwpipe.runtime import pick_device, resolve_dtype
     from rwpipe.score import Scorer, VoteScorer
 
-    scorer: Any = Scorer(path, device=pick_device(base.device))
+    device = pick_device(base.device)
+    scorer: Any = Scorer(path, device=device, dtype=resolve_dtype(cfg.dtype, device))
     vote = None
     if name == "prm" and cfg.critique_votes and scorer.kind == "generative_prm":
         vote = scorer = VoteScorer(

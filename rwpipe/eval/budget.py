@@ -256,8 +256,8 @@ def summarize(
 def check_inputs(
     cfg: SearchStageConfig, *, problems: Path, rollouts: Path, policy: Path, prm: Path
 ) -> list[Problem]:
-    """The first `cfg.problems` problems of `cfg.split` (by problem_id) with their levels and
-    rollout pools; nothing here loads a model.
+    """`cfg.problems` problems of `cfg.split`, spread over the difficulty levels
+    (`spread_over_levels`), with their levels and rollout pools; nothing here loads a model.
 
     Raises:
         InputError: no rollouts in the split, a problem missing from the problems artifact, a
@@ -277,10 +277,12 @@ def check_inputs(
     table = read_artifact(problems, "problems")
     levels = dict(zip(table["problem_id"].to_pylist(), table["level"].to_pylist(), strict=True))
     need = max(cfg.budgets) if set(cfg.methods) & set(POOL_METHODS) else 1
+    groups = _groups(rows)
+    if missing := [pid for pid in groups if pid not in levels]:
+        raise InputError(f"{rollouts}: problem {missing[0]} is not in {problems}")
     chosen = []
-    for pid, group in list(_groups(rows).items())[: cfg.problems]:
-        if pid not in levels:
-            raise InputError(f"{rollouts}: problem {pid} is not in {problems}")
+    for pid in spread_over_levels(sorted(groups), levels, cfg.problems):
+        group = groups[pid]
         if len(group) < need:
             raise InputError(
                 f"{rollouts}: problem {pid} has {len(group)} rollouts, best-of-N at budget "
@@ -293,6 +295,24 @@ def check_inputs(
     return chosen
 
 
+def spread_over_levels(
+    pids: Sequence[str], levels: Mapping[str, int | None], count: int
+) -> list[str]:
+    """`count` problem ids taken in turn from each difficulty level (levels ascending, unknown
+    last; ids in the given order within a level), so that the compute-optimal table has every
+    level the split holds; returned in the given order."""
+    by_level: dict[Any, list[str]] = defaultdict(list)
+    for pid in pids:
+        by_level[levels[pid]].append(pid)
+    queues = [by_level[lv] for lv in sorted(by_level, key=lambda lv: (lv is None, lv or 0))]
+    picked: set[str] = set()
+    while len(picked) < min(count, len(pids)):
+        for queue in queues:
+            if queue and len(picked) < count:
+                picked.add(queue.pop(0))
+    return [pid for pid in pids if pid in picked]
+
+
 def run(
     cfg: SearchStageConfig,
     base: BaseConfig,
@@ -303,8 +323,8 @@ def run(
     prm: Path,
     out: Path,
 ) -> dict[str, Any]:
-    """Stage `search`: every method at every budget on the first `cfg.problems` problems,
-    shard by shard (a rerun with the same params and inputs resumes); writes
+    """Stage `search`: every method at every budget on `cfg.problems` problems spread over the
+    difficulty levels, shard by shard (a rerun with the same params and inputs resumes); writes
     out/records.arrow, metrics.json, curve.json and curve.png (`budget_report`).
     `cfg.problems` 0 writes empty outputs without reading an input. Returns the run summary."""
     from rwpipe import artifacts
@@ -343,7 +363,7 @@ def _search_shards(
     from rwpipe.eval.metrics import score_kind, undefined
     from rwpipe.progress import progress_bar
 
-    scorer = _load_scorer(prm, base)
+    scorer = _load_scorer(prm, base, cfg.dtype)
     kind = score_kind(getattr(scorer, "kind", "prm"))
     if (reason := undefined(cfg.aggregation, kind)) is not None:
         raise InputError(f"{prm}: search.aggregation {cfg.aggregation}: {reason}")
@@ -373,11 +393,12 @@ def _search_shards(
             generator.close()
 
 
-def _load_scorer(prm: Path, base: BaseConfig) -> Any:
-    from rwpipe.runtime import pick_device
+def _load_scorer(prm: Path, base: BaseConfig, dtype: str = "auto") -> Any:
+    from rwpipe.runtime import pick_device, resolve_dtype
     from rwpipe.score import Scorer
 
-    return Scorer(prm, device=pick_device(base.device))
+    device = pick_device(base.device)
+    return Scorer(prm, device=device, dtype=resolve_dtype(dtype, device))
 
 
 def _load_policy(policy: Path, cfg: SearchStageConfig, base: BaseConfig) -> Any:
