@@ -296,6 +296,14 @@ def pipeline_dtype(res: Results) -> str:
         )
     if b and "params_overrides" in b:
         out.append(f"- The float32 run's overrides: `{b['params_overrides']}`.")
+    if b:
+        out += [
+            "",
+            "Do the results stay sound in bfloat16? The same figures from both runs (the"
+            " rollouts differ: sampling follows the numerics):",
+            "",
+            _dtype_soundness(a, b),
+        ]
     if not b:
         out.append("- The float32 run was not recorded (`pipeline_avx512_fp32.json` is absent).")
     return "\n".join(out[:1] + ([""] if len(out) > 1 else []) + out[1:])
@@ -388,6 +396,40 @@ def suite(res: Results, name: str = "suite") -> str:
     slow = sorted(int(k.split("_")[1]) for k in r if re.fullmatch(r"slowest_\d+_s", k))
     rows = [[str(i), f"`{r[f'slowest_{i}_test']}`", f(r[f"slowest_{i}_s"], 1)] for i in slow]
     return "\n".join(out) + table(["#", "test (phase)", "seconds"], rows, right=2)
+
+
+def _dtype_soundness(a: dict, b: dict) -> str:
+    """Side by side, the results of the two dtype runs, with their intervals."""
+
+    def est(r: dict, key: str, ci_of: str = "", signed: bool = False) -> str:
+        if key not in r:
+            return "not recorded"
+        lo, hi = r.get(f"{ci_of or key}_ci95_lo"), r.get(f"{ci_of or key}_ci95_hi")
+        return (sf if signed else f)(r[key]) + (
+            f" {ci(lo, hi, signed=signed)}" if lo is not None else ""
+        )
+
+    majority = "eval_claims_majority_beats_pass1"
+    rows = [
+        ["base pass@1"] + [est(r, "eval_pass_at_1_base") for r in (a, b)],
+        ["RL − base pass@1"]
+        + [
+            est(r, "rl_minus_base_pass_at_1", "rl_minus_base", signed=True)
+            + f", {r.get('rl_minus_base_verdict', 'no verdict')}"
+            for r in (a, b)
+        ],
+        ["majority at N = 4 − pass@1"]
+        + [
+            est(r, f"{majority}_estimate", majority, signed=True)
+            + f", {r.get(f'{majority}_verdict', 'no verdict')}"
+            for r in (a, b)
+        ],
+        ["PRM held-out step AUC"] + [est(r, "train_prm_step_auc") for r in (a, b)],
+        ["PRM final training loss"] + [est(r, "train_prm_final_loss") for r in (a, b)],
+        ["ORM held-out outcome AUC"] + [est(r, "train_rm_outcome_auc") for r in (a, b)],
+        ["ORM final training loss"] + [est(r, "train_rm_final_loss") for r in (a, b)],
+    ]
+    return table(["figure", "auto (bfloat16)", "float32"], rows)
 
 
 def pipeline_install_minutes(res: Results) -> str:
