@@ -1144,7 +1144,16 @@ def prm_kinds_table(res: Results) -> str:
     header = ["PRM (same labels)", f"ProcessBench GSM8K F1 ({r['pb_items']} items)",
               "PRMBench PRMScore", "held-out step AUC", "train s", "eval s",
               "critique tokens sampled"]  # fmt: skip
-    return table(header, rows)
+    notes = []
+    for n in names:
+        if f"{n}_scoring_unparsed_solutions" in r:
+            label = PRM_KINDS.get(n) or f"The vote of {r['votes']} sampled critiques"
+            notes.append(
+                f"- {label}: no sampled critique parsed for"
+                f" {r[f'{n}_scoring_unparsed_solutions']:,} of {r[f'{n}_scoring_solutions']:,}"
+                " scored solutions (those get no step scores)."
+            )
+    return table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 REGIONS: dict[str, Callable[[Results], str]] = {
