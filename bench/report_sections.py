@@ -395,7 +395,7 @@ def suite(res: Results, name: str = "suite") -> str:
     ]
     slow = sorted(int(k.split("_")[1]) for k in r if re.fullmatch(r"slowest_\d+_s", k))
     rows = [[str(i), f"`{r[f'slowest_{i}_test']}`", f(r[f"slowest_{i}_s"], 1)] for i in slow]
-    return "\n".join(out) + table(["#", "test (phase)", "seconds"], rows, right=2)
+    return "\n".join(out) + "\n" + table(["#", "test (phase)", "seconds"], rows, right=2)
 
 
 def _dtype_soundness(a: dict, b: dict) -> str:
