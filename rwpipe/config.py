@@ -426,7 +426,7 @@ class SearchStageConfig:
     split: Literal["train", "eval"] = "eval"
     budgets: tuple[int, ...] = (2, 4)
     methods: tuple[SearchMethod, ...] = POOL_METHODS + TREE_METHODS
-    shard_size: int = 4  # problems per resumable shard (every method and budget in one shard)
+    shard_size: int = 8  # problems per resumable shard (every method and budget in one shard)
     batch_size: int = 8  # PRM scoring batch
     aggregation: Literal["min", "last", "prod", "mean", "sum"] = "last"  # PRM step scores
     # The tree searches (as eval.search): beam search keeps N beams of `expansions` children.
