@@ -432,6 +432,21 @@ def _dtype_soundness(a: dict, b: dict) -> str:
     return table(["figure", "auto (bfloat16)", "float32"], rows)
 
 
+def pipeline_avx512_summary(res: Results) -> str:
+    """One sentence for the README: the AMX/AVX-512 BF16 machine's `dvc repro`, auto and fp32."""
+    if "pipeline_avx512" not in res:
+        return "not measured yet"
+    a, b = res["pipeline_avx512"], res.get("pipeline_avx512_fp32")
+    out = (
+        f"{f(a['dvc_repro_s'] / 60, 1)} minutes at commit `{a['commit']}` on"
+        f" {a['cpu_model']} with AMX BF16 {'yes' if a.get('cpu_amx_bf16') else 'no'}"
+        f" (`dtype: auto` = {a.get('rl_train_dtype', 'not recorded')})"
+    )
+    if b:
+        out += f", {f(b['dvc_repro_s'] / 60, 1)} minutes with every dtype set to float32"
+    return out
+
+
 def pipeline_install_minutes(res: Results) -> str:
     return f(res["pipeline"]["install_s"] / 60, 1)
 
@@ -1164,6 +1179,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline.install_minutes": pipeline_install_minutes,
     "pipeline_avx512_run": run_region("pipeline_avx512"),
     "pipeline_dtype": pipeline_dtype,
+    "pipeline_avx512.summary": pipeline_avx512_summary,
     "suite_avx512_run": run_region("suite_avx512"),
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
     "pipeline_search": search_budget,
