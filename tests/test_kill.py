@@ -44,6 +44,8 @@ def _params(where: Path) -> Path:
     data["rl"]["optim"] |= {"checkpoint_every": 1, "batch_size": 4}
     data["eval"] |= {"draws": 5, "ns": [1, 2]}
     data["eval"]["search"] |= {"problems": 0}
+    data["search"] |= {"problems": 2, "budgets": [1, 2], "shard_size": 1, "max_steps": 2,
+                       "step_max_tokens": 8, "max_new_tokens": 16, "engine": ENGINE}  # fmt: skip
     path = where / "params.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -57,6 +59,7 @@ CHAIN = {
     "train-prm": ["annotate", "MODEL", "OUT"],
     "rl": ["prepare", "MODEL", "OUT"],
     "eval": ["rollout", "OUT", "--prm", "train-prm"],
+    "search": ["prepare", "rollout", "MODEL", "train-prm", "OUT"],
 }
 
 
@@ -112,7 +115,7 @@ def _same(stage: str, a: Path, b: Path) -> None:
         assert wa.keys() == wb.keys()
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6, msg=f"{stage}: {k}")
-    else:  # eval: the metrics, minus nothing (no timings are recorded there)
+    else:  # eval, search: the metrics, minus nothing (no timings are recorded there)
         ma = json.loads((a / "metrics.json").read_text())
         mb = json.loads((b / "metrics.json").read_text())
         assert ma == mb, f"{stage}: metrics differ after the kill and rerun"

@@ -14,6 +14,7 @@ import pytest
 from rwpipe import artifacts
 from rwpipe.backends import Completion
 from rwpipe.config import BaseConfig, SearchConfig, SearchStageConfig
+from rwpipe.errors import InputError
 from rwpipe.eval import budget, budget_report
 from rwpipe.eval.budget import Problem, budget_points, compute_optimal, search_shard
 from rwpipe.eval.curves import pooled_ci
@@ -279,7 +280,7 @@ def test_stage_writes_records_metrics_and_curve(tmp_path, monkeypatch):
     curve = json.loads((out / "curve.json").read_text())
     assert len(curve) == 5 * 2 and {"method", "budget", "tokens_per_problem"} <= set(curve[0])
     assert (out / "curve.png").stat().st_size > 0
-    assert not (out / "records.arrow.parts").exists()
+    assert not (out / "records.arrow.parts").exists() and not (tmp_path / "search.partial").exists()
 
 
 def test_killed_run_resumes_without_redoing_finished_problems(tmp_path, monkeypatch):
@@ -289,7 +290,8 @@ def test_killed_run_resumes_without_redoing_finished_problems(tmp_path, monkeypa
     _patch(monkeypatch, Alternating(fail_after=18))
     with pytest.raises(KeyboardInterrupt):
         budget.run(CFG, BaseConfig(), out=out, **paths)
-    assert not (out / "records.arrow").exists() and not (out / "metrics.json").exists()
+    assert not out.exists()  # the killed run built in search.partial, never a half `out`
+    assert (tmp_path / "search.partial" / "records.arrow.parts").is_dir()
     gen, scorer = Alternating(), _Scorer()
     _patch(monkeypatch, gen, scorer)
     stats = budget.run(CFG, BaseConfig(), out=out, **paths)
@@ -402,3 +404,16 @@ def test_problems_are_taken_in_turn_from_each_level():
     assert spread_over_levels(pids, levels, 6) == ["a", "b", "d", "e", "f", "g"]
     assert spread_over_levels(pids, levels, 99) == pids
     assert spread_over_levels(pids, levels, 0) == []
+
+
+def test_an_aggregation_the_prm_cannot_take_is_refused_leaving_nothing(tmp_path, monkeypatch):
+    # an implicit PRM's log-ratio step scores have no product; the refusal comes once the PRM
+    # is loaded (its kind is in its card), and nothing of the run stays behind
+    paths = _inputs(tmp_path)
+    scorer = _Scorer()
+    scorer.kind = "implicit_prm"
+    _patch(monkeypatch, Alternating(), scorer)
+    cfg = SearchStageConfig(problems=3, budgets=(1, 2), aggregation="prod")
+    with pytest.raises(InputError, match="search.aggregation prod"):
+        budget.run(cfg, BaseConfig(), out=tmp_path / "search", **paths)
+    assert not (tmp_path / "search").exists() and not (tmp_path / "search.partial").exists()

@@ -325,7 +325,8 @@ def run(
 ) -> dict[str, Any]:
     """Stage `search`: every method at every budget on `cfg.problems` problems spread over the
     difficulty levels, shard by shard (a rerun with the same params and inputs resumes); writes
-    out/records.arrow, metrics.json, curve.json and curve.png (`budget_report`).
+    out/records.arrow, metrics.json, curve.json and curve.png (`budget_report`), built in
+    `<out>.partial` and renamed to `out` when whole.
     `cfg.problems` 0 writes empty outputs without reading an input. Returns the run summary."""
     from rwpipe import artifacts
 
@@ -336,13 +337,23 @@ def run(
         fingerprint |= {name: artifacts.path_digest(path) for name, path in
                         (("problems", problems), ("rollouts", rollouts), ("policy", policy),
                          ("prm", prm))}  # fmt: skip
-    store = artifacts.ShardStore(out / "records.arrow", "search_records", fingerprint)
+    # Everything is built in a sibling directory (its shards included) and renamed to `out` at
+    # the end: a killed run leaves no `out`, only what the rerun resumes from.
+    staging = out.with_name(out.name + ".partial")
+    store = artifacts.ShardStore(staging / "records.arrow", "search_records", fingerprint)
     size = cfg.shard_size
     shards = [chosen[i : i + size] for i in range(0, len(chosen), size)]
     done = store.done()
     todo = [i for i in range(len(shards)) if i not in done]
     if todo:
-        _search_shards(shards, todo, store, cfg, base, policy=policy, prm=prm)
+        try:
+            _search_shards(shards, todo, store, cfg, base, policy=policy, prm=prm)
+        except InputError:  # refused before any shard was searched: leave nothing behind
+            if not store.done():
+                import shutil
+
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
     stats = store.stats()
     summary = {"problems": len(chosen), "shards": len(shards), "resumed_shards": len(done),
                "tokens": sum(s["tokens"] for s in stats)}  # fmt: skip
@@ -351,8 +362,23 @@ def run(
     metrics = summarize(table.to_pylist(), cfg, seed=base.seed) | {"score_kind": ",".join(kinds)}
     from rwpipe.eval.budget_report import write_outputs
 
-    write_outputs(out, metrics)
+    write_outputs(staging, metrics)
+    _replace_dir(staging, out)
     return summary
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory `src` to `dst`, replacing an older `dst`."""
+    import shutil
+
+    if dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        dst.rename(old)
+        src.rename(dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        src.rename(dst)
 
 
 def _search_shards(
