@@ -363,22 +363,9 @@ def run(
     from rwpipe.eval.budget_report import write_outputs
 
     write_outputs(staging, metrics)
-    _replace_dir(staging, out)
+    with artifacts.atomic_path(out) as whole:  # replaces an older `out`
+        staging.rename(whole)
     return summary
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing an older `dst`."""
-    import shutil
-
-    if dst.exists():
-        old = dst.with_name(dst.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        dst.rename(old)
-        src.rename(dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(dst)
 
 
 def _search_shards(
