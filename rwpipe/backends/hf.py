@@ -47,7 +47,7 @@ from rwpipe.backends import (
     check_prompt_lengths,
     request_seed,
 )
-from rwpipe.runtime import default_dtype, pick_device
+from rwpipe.runtime import pick_device, resolve_dtype
 
 
 class _RawLogprobRecorder(LogitsProcessor):
@@ -188,7 +188,7 @@ class HFGenerator:
         max_batch_sequences: int = 64,
     ) -> None:
         self.device = pick_device(device)
-        torch_dtype = default_dtype(self.device) if dtype == "auto" else getattr(torch, dtype)
+        torch_dtype = resolve_dtype(dtype, self.device)
         self.dtype = str(torch_dtype).removeprefix("torch.")  # recorded in artifacts
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype)

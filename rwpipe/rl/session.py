@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import torch
 
 from rwpipe.backends import Generator, load_engine
 from rwpipe.config import BaseConfig, RLConfig
 from rwpipe.rl.loop import RLState, run_rl
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy, load_policy_model
-from rwpipe.runtime import default_dtype, seed_everything
+from rwpipe.runtime import resolve_dtype, seed_everything
 from rwpipe.train.loop import Checkpointer
 
 
@@ -60,7 +59,7 @@ def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path
     dp = DataParallel.from_env()
     seed_everything(base.seed)
     device = dp.device(base.device)
-    dtype = default_dtype(device) if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    dtype = resolve_dtype(cfg.dtype, device)
     policy = load_policy_model(policy_dir, cfg, device, dtype)
     orm_scorer = Scorer(orm, device=device, dtype=dtype) if orm else None
     prm_scorer = Scorer(prm, device=device, dtype=dtype) if prm else None

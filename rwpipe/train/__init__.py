@@ -22,7 +22,7 @@ from rwpipe.artifacts import config_to_dict
 from rwpipe.config import TrainPRMConfig, TrainRMConfig
 from rwpipe.errors import InputError
 from rwpipe.progress import progress_bar
-from rwpipe.runtime import default_dtype, seed_everything
+from rwpipe.runtime import resolve_dtype, seed_everything
 from rwpipe.train.backbone import Backbone, load_backbone, save_backbone
 from rwpipe.train.data import (
     Example,
@@ -37,12 +37,6 @@ from rwpipe.train.loop import Checkpointer, TrainState, fit, is_main_process, pr
 from rwpipe.train.metrics import accuracy, bootstrap_ci, roc_auc
 
 __all__ = ["evaluate_backbone", "run", "train_reward_model"]
-
-
-def _dtype(name: str, device: Any) -> Any:
-    import torch
-
-    return default_dtype(device) if name == "auto" else getattr(torch, name)
 
 
 def _score(backbone: Backbone, examples: list[Example], batch_size: int) -> list[tuple]:
@@ -175,7 +169,7 @@ def train_reward_model(
         base_dir,
         kind,
         device=torch_device,
-        dtype=_dtype(cfg.dtype, torch_device),
+        dtype=resolve_dtype(cfg.dtype, torch_device),
         lora=cfg.lora,
         step_tag=tag,
         beta=beta or 0.05,
