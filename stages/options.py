@@ -13,3 +13,4 @@ ParamsOpt = Annotated[
 InFile = Annotated[Path, typer.Argument(help="Input artifact (.arrow).", show_default=False)]
 OutFile = Annotated[Path, typer.Argument(help="Output artifact (.arrow).", show_default=False)]
 OutDir = Annotated[Path, typer.Argument(help="Output directory.", show_default=False)]
+ModelDir = Annotated[Path, typer.Argument(help="Model directory.", show_default=False)]

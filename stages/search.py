@@ -7,16 +7,9 @@ rwpipe search data/problems.arrow data/rollouts.arrow data/models/smollm2-135m-i
     data/models/prm data/search
 """
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
-
 from rwpipe.config import BaseConfig, SearchStageConfig, load_section
-from stages.options import DEFAULT_PARAMS, InFile, OutDir, ParamsOpt
+from stages.options import DEFAULT_PARAMS, InFile, ModelDir, OutDir, ParamsOpt
 from stages.report import print_summary
-
-ModelDir = Annotated[Path, typer.Argument(help="Model directory.", show_default=False)]
 
 
 def search(
