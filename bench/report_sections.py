@@ -310,6 +310,7 @@ def pipeline_dtype(res: Results) -> str:
 
 
 SEARCH_METHODS = {
+    "majority": "majority vote (no RM)",
     "best_of_n": "best-of-N (PRM)",
     "weighted_vote": "weighted vote (PRM)",
     "beam": "beam search",

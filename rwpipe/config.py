@@ -411,8 +411,9 @@ class SearchConfig:
             raise ValueError("search samples: temperature must be > 0")
 
 
-SearchMethod = Literal["best_of_n", "weighted_vote", "beam", "dvts", "particles"]
-POOL_METHODS = ("best_of_n", "weighted_vote")  # select among the rollout pool's first N samples
+SearchMethod = Literal["majority", "best_of_n", "weighted_vote", "beam", "dvts", "particles"]
+# select among the rollout pool's first N samples (majority: no reward model, the baseline)
+POOL_METHODS = ("majority", "best_of_n", "weighted_vote")
 TREE_METHODS = ("beam", "dvts", "particles")  # PRM-guided step-level search (rwpipe.eval.search)
 
 

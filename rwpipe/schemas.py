@@ -213,7 +213,7 @@ CRITIQUES = ArtifactSpec(
     non_empty=("problem_id", "critique"),
 )
 
-SEARCH_METHODS = ("best_of_n", "weighted_vote", "beam", "dvts", "particles")
+SEARCH_METHODS = ("majority", "best_of_n", "weighted_vote", "beam", "dvts", "particles")
 
 SEARCH_RECORDS = ArtifactSpec(
     schema=pa.schema(

@@ -117,6 +117,21 @@ def test_best_of_n_and_weighted_vote_on_the_pool_by_hand():
                    ("best_of_n", 4): (1.0, 100), ("weighted_vote", 4): (0.0, 100)}  # fmt: skip
 
 
+def test_majority_needs_no_reward_model_and_is_pass1_at_one_sample():
+    # the same pool: at N = 1 the vote is sample 0 (wrong); at N = 2, 3 and 7 tie (half the
+    # credit); at N = 4 the three wrong 3s win
+    a = _problem("a", 1, [("3", False, 10, "bad"), ("7", True, 20, "good"),
+                          ("3", False, 30, "bad"), ("3", False, 40, "bad")])  # fmt: skip
+
+    def no_prm(*_):
+        raise AssertionError("the majority vote asked the PRM")
+
+    cfg = SearchStageConfig(budgets=(1, 2, 4), methods=("majority",))
+    rows = search_shard([a], None, no_prm, cfg, kind="probability", seed=0, rule=StepRule())
+    assert [(r["budget"], r["correct"], r["tokens"]) for r in rows] == [
+        (1, 0.0, 10), (2, 0.5, 30), (4, 0.0, 100)]  # fmt: skip
+
+
 def test_best_of_n_ties_share_the_credit():
     a = _problem("a", 1, [("3", False, 5, "good"), ("7", True, 5, "good")])
     cfg = SearchStageConfig(budgets=(2,), methods=("best_of_n",))
@@ -264,12 +279,14 @@ def test_stage_writes_records_metrics_and_curve(tmp_path, monkeypatch):
     stats = budget.run(CFG, BaseConfig(), out=out, **paths)
     assert stats["problems"] == 3 and stats["shards"] == 2 and stats["resumed_shards"] == 0
     records = artifacts.read_artifact(out / "records.arrow", "search_records").to_pylist()
-    assert len(records) == 3 * 5 * 2 and {r["level"] for r in records} == {1, 2}
-    # sample 0 of every pool is wrong, sample 1 right (scored 0.9 against 0.2): the pool
-    # methods miss at N=1 and hit at N=2; every search finds 7
+    assert len(records) == 3 * 6 * 2 and {r["level"] for r in records} == {1, 2}
+    # sample 0 of every pool is wrong, sample 1 right (scored 0.9 against 0.2): the PRM's pool
+    # methods miss at N=1 and hit at N=2, the plain vote ties 3 and 7 at N=2 (half the credit);
+    # every search finds 7
     for r in records:
-        pool = r["method"] in ("best_of_n", "weighted_vote")
-        assert r["correct"] == (float(r["budget"] == 2) if pool else 1.0), r
+        want = {"majority": 0.5 * (r["budget"] == 2), "best_of_n": float(r["budget"] == 2)}
+        want["weighted_vote"] = want["best_of_n"]
+        assert r["correct"] == want.get(r["method"], 1.0), r
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["points"]["best_of_n"]["2"]["tokens_per_problem"] == 10  # 2 rollouts x 5
     assert metrics["points"]["particles"]["1"]["tokens_per_problem"] == 8
@@ -278,7 +295,7 @@ def test_stage_writes_records_metrics_and_curve(tmp_path, monkeypatch):
     assert metrics["compute_optimal"]["all"]["1"]["method"] == "particles"
     assert metrics["compute_optimal"]["2"]["2"]["method"] == "best_of_n"
     curve = json.loads((out / "curve.json").read_text())
-    assert len(curve) == 5 * 2 and {"method", "budget", "tokens_per_problem"} <= set(curve[0])
+    assert len(curve) == 6 * 2 and {"method", "budget", "tokens_per_problem"} <= set(curve[0])
     assert (out / "curve.png").stat().st_size > 0
     assert not (out / "records.arrow.parts").exists() and not (tmp_path / "search.partial").exists()
 

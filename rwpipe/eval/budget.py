@@ -4,6 +4,9 @@ difficulty level (Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally").
 
 A budget N means, per method (`search.methods`):
 
+- `majority`: the plain majority vote over the problem's first N rollouts, no reward model
+  (self-consistency: the baseline every reward-model method has to beat at equal tokens; at
+  N = 1 it is pass@1);
 - `best_of_n`: the PRM's pick (step scores aggregated by `search.aggregation`) among the
   problem's first N rollouts, in sample_idx order;
 - `weighted_vote`: the PRM-weighted majority vote over the same N rollouts (answers
@@ -95,8 +98,9 @@ def search_shard(
 def pool_records(
     problems: Sequence[Problem], score: ScoreFn, cfg: SearchStageConfig, kind: ScoreKind
 ) -> list[dict[str, Any]]:
-    """Best-of-N and the PRM-weighted vote over each problem's first N rollouts, per budget.
-    Tied picks share the credit (`pick_best`, `pick_majority`), so `correct` may be a fraction."""
+    """The majority vote, best-of-N and the PRM-weighted vote over each problem's first N
+    rollouts, per budget. Tied picks share the credit (`pick_best`, `pick_majority`), so
+    `correct` may be a fraction. The PRM scores nothing when only the majority is asked."""
     from rwpipe.eval.curves import answer_classes
 
     methods = [m for m in cfg.methods if m in POOL_METHODS]
@@ -105,10 +109,13 @@ def pool_records(
     top = max(cfg.budgets)
     pools = [p.samples[:top] for p in problems]
     rows = [r for pool in pools for r in pool]
-    steps = score([r["question"] for r in rows], [r["prompt"] for r in rows],
-                  [r["steps"] for r in rows])  # fmt: skip
-    values = iter(aggregate(s, cfg.aggregation, kind) for s in steps)
-    voting = "weighted_vote" in methods
+    if set(methods) - {"majority"}:
+        steps = score([r["question"] for r in rows], [r["prompt"] for r in rows],
+                      [r["steps"] for r in rows])  # fmt: skip
+        values = iter([aggregate(s, cfg.aggregation, kind) for s in steps])
+    else:
+        values = iter([math.nan] * len(rows))
+    voting = bool({"majority", "weighted_vote"} & set(methods))
     classes = answer_classes([[r["pred"] for r in pool] for pool in pools]) if voting else None
     out = []
     for i, (p, pool) in enumerate(zip(problems, pools, strict=True)):
@@ -117,8 +124,9 @@ def pool_records(
         for n in cfg.budgets:
             tokens = sum(r["num_tokens"] for r in pool[:n])
             for m in methods:
+                weighted = m == "weighted_vote"
                 hit = (pick_best(samples[:n]) if m == "best_of_n"
-                       else pick_majority(samples[:n], weighted=True, kind=kind))  # fmt: skip
+                       else pick_majority(samples[:n], weighted=weighted, kind=kind))  # fmt: skip
                 out.append(_record(p, m, n, tokens, hit))
     return out
 
