@@ -241,3 +241,27 @@ def test_evaluate_search_reports_particle_filtering_against_best_of_n():
     assert got["tokens_per_problem"] == 3 * (2 + 5)  # 3 particles, two steps of 2 and 5 words
     assert got["ess_mean"] == pytest.approx(3.0)  # equal scores: uniform weights
     assert got["config"].startswith("particle filtering, 3 particles")
+
+
+def test_searches_in_lockstep_equal_each_search_alone():
+    """search_together batches every search's paths into shared engine calls; with an engine
+    whose sample depends only on (prompt, index, seed), each search's records (solution,
+    score, tokens, ESS) are exactly those it finds alone, in fewer engine calls."""
+    from rwpipe.eval.search import search_together
+
+    def script(prompt, i, seed):
+        word = "good" if stable_seed(prompt, i, seed) % 3 else "bad"
+        return f"{word} step" + (" <eos>" if prompt.count("step") >= 2 else "")
+
+    cfgs = [SearchConfig(method=m, beam_width=w, expansions=2, max_steps=4, aggregation="mean")
+            for m, w in (("beam", 2), ("dvts", 2), ("particles", 3))]  # fmt: skip
+    qs, ps = ["q1", "q2"], ["<a>", "<b>"]
+    together = ScriptedGenerator(script)
+    got = search_together(together, _prm, qs, ps, cfgs, seed=5, eos_token_id=EOS)
+    alone = [ScriptedGenerator(script) for _ in cfgs]
+    want = [
+        beam_search(g, _prm, qs, ps, c, seed=5, eos_token_id=EOS)
+        for g, c in zip(alone, cfgs, strict=True)
+    ]
+    assert got == want
+    assert len(together.calls) < sum(len(g.calls) for g in alone)

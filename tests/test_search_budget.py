@@ -96,8 +96,13 @@ def test_every_tree_method_finds_the_good_path_and_counts_only_new_tokens():
         for (method, n), tokens in want.items():
             assert got[(pid, method, n)]["tokens"] == tokens, (pid, method, n)
     assert [r["level"] for r in rows if r["problem_id"] == "b"] == [2] * 6
+    # lockstep: one engine call per depth for the trees (2 children per path) and one for the
+    # particles (1 each), over every method and budget: depth 0 sends beam 1 + 1 roots and
+    # dvts 1 + 2 subtrees (5 per problem), then particles 1 + 2
+    assert [len(ps) for ps, _ in gen.calls[:2]] == [10, 6] and len(gen.calls) == 6
+    assert [params.n for _, params in gen.calls] == [2, 1] * 3
     # the last depth's prompts carry both earlier steps (4 words of prefix, not counted)
-    assert all(p.count("step") == 2 for p in gen.calls[2][0])
+    assert all(p.count("step") == 2 for ps, _ in gen.calls[4:] for p in ps)
     # records are in problem, method, budget order; ESS only for particles
     assert [(r["method"], r["budget"]) for r in rows[:6]] == [(m, n) for m in TREES for n in (1, 2)]
     assert all((r["ess_mean"] is None) == (r["method"] != "particles") for r in rows)
@@ -303,8 +308,9 @@ def test_stage_writes_records_metrics_and_curve(tmp_path, monkeypatch):
 def test_killed_run_resumes_without_redoing_finished_problems(tmp_path, monkeypatch):
     paths = _inputs(tmp_path)
     out = tmp_path / "search"
-    # shard 0 (a, b) needs 6 tree searches of 3 depths = 18 calls; die in shard 1's first
-    _patch(monkeypatch, Alternating(fail_after=18))
+    # shard 0 (a, b): 6 tree searches in lockstep, 3 depths of 2 calls (trees, particles) = 6
+    # calls; die in shard 1's first
+    _patch(monkeypatch, Alternating(fail_after=6))
     with pytest.raises(KeyboardInterrupt):
         budget.run(CFG, BaseConfig(), out=out, **paths)
     assert not out.exists()  # the killed run built in search.partial, never a half `out`
@@ -314,7 +320,7 @@ def test_killed_run_resumes_without_redoing_finished_problems(tmp_path, monkeypa
     stats = budget.run(CFG, BaseConfig(), out=out, **paths)
     assert stats["resumed_shards"] == 1
     # only problem c was searched again: every prompt sent is c's
-    assert len(gen.calls) == 18 and all(p.startswith("<p c>") for ps, _ in gen.calls for p in ps)
+    assert len(gen.calls) == 6 and all(p.startswith("<p c>") for ps, _ in gen.calls for p in ps)
     resumed = artifacts.read_artifact(out / "records.arrow", "search_records")
     _patch(monkeypatch, Alternating())
     budget.run(CFG, BaseConfig(), out=tmp_path / "fresh", **paths)

@@ -12,7 +12,8 @@ A budget N means, per method (`search.methods`):
 - `weighted_vote`: the PRM-weighted majority vote over the same N rollouts (answers
   math-verify judges equal vote together; weights `rwpipe.eval.metrics.vote_weights`);
 - `beam`: N beams, each expanded `search.expansions` ways per step; `dvts`: N independent
-  subtrees; `particles`: N particles (all three `rwpipe.eval.search.beam_search`).
+  subtrees; `particles`: N particles (all three `rwpipe.eval.search.search_together`, in
+  lockstep: one engine call per depth for every method and budget).
 
 Tokens are what the method generated for the problem: for the pool methods the sum of the N
 rollouts' `num_tokens`, for the searches the new tokens of every continuation they sampled
@@ -142,22 +143,24 @@ def tree_records(
     rule: StepRule,
     eos_token_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Beam search, DVTS and particle filtering at each budget, all problems of the shard in
-    one search per (method, budget); every answer checked in one verifier batch at the end."""
-    from rwpipe.eval.search import beam_search
+    """Beam search, DVTS and particle filtering at each budget on all problems of the shard,
+    every (method, budget) search in lockstep (`search_together`: one engine call per depth
+    and sampling setting, one PRM batch per depth); every answer checked in one verifier batch
+    at the end."""
+    from rwpipe.eval.search import search_together
     from rwpipe.verify import verify_many
 
-    found: list[tuple[Problem, str, int, dict[str, Any]]] = []
-    for method in (m for m in cfg.methods if m in TREE_METHODS):
-        for n in cfg.budgets:
-            got = beam_search(
-                generator, score, [p.question for p in problems], [p.prompt for p in problems],
-                cfg.tree(method, n), seed=stable_seed(seed, method, n), rule=rule,
-                eos_token_id=eos_token_id, kind=kind,
-            )  # fmt: skip
-            found += [(p, method, n, g) for p, g in zip(problems, got, strict=True)]
-    if not found:
+    runs = [(m, n) for m in cfg.methods if m in TREE_METHODS for n in cfg.budgets]
+    if not runs or not problems:
         return []
+    got = search_together(
+        generator, score, [p.question for p in problems], [p.prompt for p in problems],
+        [cfg.tree(m, n) for m, n in runs], seed=stable_seed(seed, "search"),
+        resample_seeds=[stable_seed(seed, m, n) for m, n in runs], rule=rule,
+        eos_token_id=eos_token_id, kind=kind,
+    )  # fmt: skip
+    found = [(p, m, n, g) for (m, n), records in zip(runs, got, strict=True)
+             for p, g in zip(problems, records, strict=True)]  # fmt: skip
     verdicts = verify_many([p.gold for p, *_ in found], [g["text"] for *_, g in found])
     out = []
     for (p, method, n, g), v in zip(found, verdicts, strict=True):

@@ -45,9 +45,12 @@ class Beam:
     tokens: int = 0  # generated tokens along this beam's path
 
 
+ScoreFn = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[list[float]]]
+
+
 def beam_search(
     generator: Generator,
-    score: Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[list[float]]],
+    score: ScoreFn,
     questions: Sequence[str],
     prompts: Sequence[str],
     cfg: SearchConfig,
@@ -87,101 +90,178 @@ def beam_search(
         kind: the PRM's score kind; `cfg.aggregation` must be defined for it (a ValueError
             otherwise, `rwpipe.eval.metrics.undefined`).
     """
-    rule = rule if rule is not None else StepRule()
-    search = _Search(generator, score, questions, prompts, cfg, seed=seed, kind=kind,
-                     rule=rule, eos_token_id=eos_token_id)  # fmt: skip
-    width = cfg.beam_width
-    # paths[p]: beam -> its beams; dvts -> one path per subtree; particles -> the particles
-    paths = [[Beam()] if cfg.method == "beam" else [Beam() for _ in range(width)]
-             for _ in questions]  # fmt: skip
-    ess: list[list[float]] = [[] for _ in questions]
-    depth = 0
-    while any(not b.finished for group in paths for b in group):
-        live = [(p, i) for p, group in enumerate(paths) for i, b in enumerate(group)
-                if not b.finished]  # fmt: skip
-        n = 1 if cfg.method == "particles" else cfg.expansions
-        children = search.expand([(p, paths[p][i]) for p, i in live], n, depth)
-        for p in dict.fromkeys(p for p, _ in live):
-            mine = [(i, kids) for (q, i), kids in zip(live, children, strict=True) if q == p]
-            if cfg.method == "beam":
-                pool = [b for b in paths[p] if b.finished] + [c for _, kids in mine for c in kids]
-                paths[p] = sorted(pool, key=lambda b: b.score, reverse=True)[:width]
-            elif cfg.method == "dvts":
-                for i, kids in mine:
-                    paths[p][i] = max(kids, key=lambda b: b.score)
-            else:
-                for i, kids in mine:
-                    paths[p][i] = kids[0]
-                paths[p], got = search.resample(paths[p], p, depth)
-                ess[p].append(got)
-            if progress is not None:
-                progress(int(all(b.finished for b in paths[p])), 0)
-        depth += 1
-    out = []
-    for p, group in enumerate(paths):
-        best = max(group, key=lambda b: b.score)
-        out.append(
-            {
-                "text": "".join(best.steps),
-                "steps": best.steps,
-                "score": best.score,
-                "tokens": search.spent[p],
-            }  # fmt: skip
-            | ({"ess": ess[p]} if cfg.method == "particles" else {})
-        )
+    [out] = search_together(generator, score, questions, prompts, [cfg], seed=seed, rule=rule,
+                            eos_token_id=eos_token_id, progress=progress, kind=kind)  # fmt: skip
     return out
 
 
-class _Search:
-    """One search's engine calls, token counts, scoring and resampling."""
+def search_together(
+    generator: Generator,
+    score: ScoreFn,
+    questions: Sequence[str],
+    prompts: Sequence[str],
+    cfgs: Sequence[SearchConfig],
+    *,
+    seed: int = 0,
+    resample_seeds: Sequence[int] | None = None,
+    rule: StepRule | None = None,
+    eos_token_id: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    kind: ScoreKind = "probability",
+) -> list[list[dict[str, Any]]]:
+    """Several searches of the same problems in lockstep (`beam_search` per config, e.g. every
+    method at every budget): at each depth the live paths of all of them go to the engine in
+    one `generate` call per distinct sampling setting (particles sample one child, the trees
+    `expansions`) and to the PRM in one batch, so that the engine decodes large batches and
+    its prefix cache shares every prompt across the searches. Each search keeps its own paths
+    and counts its own tokens, exactly as alone; only which sample each request draws differs
+    (request seeds follow the position in the call).
 
-    def __init__(self, generator: Generator, score: Callable, questions: Sequence[str],
-                 prompts: Sequence[str], cfg: SearchConfig, *, seed: int, kind: ScoreKind,
-                 rule: StepRule, eos_token_id: int | None) -> None:  # fmt: skip
+    Args:
+        cfgs: one config per search.
+        seed: the sampling seed (per depth, derived from it).
+        resample_seeds: particle filtering's resampling seed per search (default: `seed`).
+        progress: called with (problems whose searches have all finished, tokens).
+        Others as `beam_search`.
+
+    Returns:
+        Per config, `beam_search`'s records.
+    """
+    rule = rule if rule is not None else StepRule()
+    for cfg in cfgs:
         if (reason := undefined(cfg.aggregation, kind)) is not None:
             raise ValueError(f"aggregation {cfg.aggregation}: {reason}")
-        self.generator, self.score_fn, self.cfg = generator, score, cfg
-        self.questions, self.prompts, self.seed, self.kind, self.rule = (
-            questions, prompts, seed, kind, rule)  # fmt: skip
-        if eos_token_id is None:
-            eos_token_id = generator.tokenizer.eos_token_id  # type: ignore[attr-defined]
-        self.eos = eos_token_id
-        self.spent = [0] * len(questions)  # generated tokens per problem
+    if eos_token_id is None:
+        eos_token_id = generator.tokenizer.eos_token_id  # type: ignore[attr-defined]
+    seeds = list(resample_seeds) if resample_seeds is not None else [seed] * len(cfgs)
+    runs = [_Run(cfg, len(questions), s) for cfg, s in zip(cfgs, seeds, strict=True)]
+    step = _Step(generator, score, questions, prompts, seed=seed, kind=kind, rule=rule,
+                 eos_token_id=eos_token_id)  # fmt: skip
+    open_problems = set(range(len(questions)))
+    depth = 0
+    while live := [(r, p, i) for r, run in enumerate(runs) for p, i in run.live()]:
+        children = step.expand(runs, live, depth)
+        for r, run in enumerate(runs):
+            mine = [(p, i, kids) for (q, p, i), kids in zip(live, children, strict=True)
+                    if q == r]  # fmt: skip
+            run.advance(mine, depth, kind)
+        done = {p for p in open_problems if all(run.finished(p) for run in runs)}
+        open_problems -= done
+        if progress is not None and done:
+            progress(len(done), 0)
+        depth += 1
+    return [run.results() for run in runs]
 
-    def expand(self, live: Sequence[tuple[int, Beam]], n: int, depth: int) -> list[list[Beam]]:
-        """`n` scored children of every live (problem, path), in order."""
-        cfg = self.cfg
-        params = SamplingParams(
-            n=n, temperature=cfg.temperature, max_new_tokens=cfg.step_max_tokens,
-            stop=self.rule.stop, seed=stable_seed(self.seed, "search", depth), logprobs=False,
-        )  # fmt: skip
-        prompts = [self.prompts[p] + "".join(b.steps) for p, b in live]
-        outputs = self.generator.generate(prompts, params)
-        children = []
-        for (p, parent), completions in zip(live, outputs, strict=True):
-            self.spent[p] += sum(len(c.token_ids) for c in completions)
-            children.append([_child(parent, c, self.rule, self.eos, cfg) for c in completions])
-        flat = [(p, b) for (p, _), kids in zip(live, children, strict=True) for b in kids]
-        got = self.score_fn(
-            [self.questions[p] for p, _ in flat],
-            [self.prompts[p] for p, _ in flat],
-            [b.steps for _, b in flat],
-        )
-        for (_, b), steps in zip(flat, got, strict=True):
-            value = aggregate(steps, cfg.aggregation, self.kind)
-            b.score = value if value == value else float("-inf")  # unscored: ranks last
-        return children
 
-    def resample(self, particles: list[Beam], p: int, depth: int) -> tuple[list[Beam], float]:
+class _Run:
+    """One search (one config) over the problems: its paths, what it spent, its ESS."""
+
+    def __init__(self, cfg: SearchConfig, problems: int, resample_seed: int) -> None:
+        self.cfg, self.seed = cfg, resample_seed
+        width = cfg.beam_width
+        # paths[p]: beam -> its beams; dvts -> one path per subtree; particles -> the particles
+        self.paths = [[Beam()] if cfg.method == "beam" else [Beam() for _ in range(width)]
+                      for _ in range(problems)]  # fmt: skip
+        self.spent = [0] * problems  # generated tokens per problem
+        self.ess: list[list[float]] = [[] for _ in range(problems)]
+
+    @property
+    def fan(self) -> int:
+        """Children sampled per live path at each depth."""
+        return 1 if self.cfg.method == "particles" else self.cfg.expansions
+
+    def live(self) -> list[tuple[int, int]]:
+        return [(p, i) for p, group in enumerate(self.paths) for i, b in enumerate(group)
+                if not b.finished]  # fmt: skip
+
+    def finished(self, p: int) -> bool:
+        return all(b.finished for b in self.paths[p])
+
+    def advance(self, mine: list[tuple[int, int, list[Beam]]], depth: int, kind: ScoreKind) -> None:
+        """Keep, per problem, what the method keeps of its scored children."""
+        cfg, width = self.cfg, self.cfg.beam_width
+        for p in dict.fromkeys(p for p, _, _ in mine):
+            kids_of = [(i, kids) for q, i, kids in mine if q == p]
+            if cfg.method == "beam":
+                pool = [b for b in self.paths[p] if b.finished] + [
+                    c for _, kids in kids_of for c in kids]  # fmt: skip
+                self.paths[p] = sorted(pool, key=lambda b: b.score, reverse=True)[:width]
+            elif cfg.method == "dvts":
+                for i, kids in kids_of:
+                    self.paths[p][i] = max(kids, key=lambda b: b.score)
+            else:
+                for i, kids in kids_of:
+                    self.paths[p][i] = kids[0]
+                self.paths[p], got = self._resample(self.paths[p], p, depth, kind)
+                self.ess[p].append(got)
+
+    def _resample(self, particles: list[Beam], p: int, depth: int,
+                  kind: ScoreKind) -> tuple[list[Beam], float]:  # fmt: skip
         """Particles drawn with replacement by `resample_weights`; and the effective sample size
         of those weights, 1 / sum(w^2) (N when uniform, 1 when one particle has all)."""
-        weights = resample_weights([b.score for b in particles], self.kind,
+        weights = resample_weights([b.score for b in particles], kind,
                                    self.cfg.resample_temperature)  # fmt: skip
         rng = random.Random(stable_seed(self.seed, "particles", p, depth))
         picked = rng.choices(range(len(particles)), weights=weights, k=len(particles))
         drawn = [Beam(list(particles[i].steps), particles[i].score, particles[i].finished,
                       particles[i].tokens) for i in picked]  # fmt: skip
         return drawn, 1.0 / math.fsum(w * w for w in weights)
+
+    def results(self) -> list[dict[str, Any]]:
+        out = []
+        for p, group in enumerate(self.paths):
+            best = max(group, key=lambda b: b.score)
+            record = {"text": "".join(best.steps), "steps": best.steps, "score": best.score,
+                      "tokens": self.spent[p]}  # fmt: skip
+            out.append(record | ({"ess": self.ess[p]} if self.cfg.method == "particles" else {}))
+        return out
+
+
+class _Step:
+    """One depth of every search: the engine calls, token counts and scoring."""
+
+    def __init__(self, generator: Generator, score: ScoreFn, questions: Sequence[str],
+                 prompts: Sequence[str], *, seed: int, kind: ScoreKind, rule: StepRule,
+                 eos_token_id: int | None) -> None:  # fmt: skip
+        self.generator, self.score_fn = generator, score
+        self.questions, self.prompts, self.seed, self.kind, self.rule = (
+            questions, prompts, seed, kind, rule)  # fmt: skip
+        self.eos = eos_token_id
+
+    def expand(self, runs: Sequence[_Run], live: Sequence[tuple[int, int, int]],
+               depth: int) -> list[list[Beam]]:  # fmt: skip
+        """The scored children of every live (search, problem, path), in order: one engine
+        call per distinct sampling setting, one PRM batch."""
+        calls: dict[tuple[int, float, int], list[int]] = {}
+        for k, (r, _, _) in enumerate(live):
+            cfg = runs[r].cfg
+            calls.setdefault((runs[r].fan, cfg.temperature, cfg.step_max_tokens), []).append(k)
+        children: list[list[Beam]] = [[] for _ in live]
+        for (n, temperature, step_max_tokens), members in calls.items():
+            params = SamplingParams(
+                n=n, temperature=temperature, max_new_tokens=step_max_tokens,
+                stop=self.rule.stop, seed=stable_seed(self.seed, "search", depth),
+                logprobs=False,
+            )  # fmt: skip
+            parents = [(live[k][0], live[k][1], runs[live[k][0]].paths[live[k][1]][live[k][2]])
+                       for k in members]  # fmt: skip
+            outputs = self.generator.generate(
+                [self.prompts[p] + "".join(b.steps) for _, p, b in parents], params
+            )
+            for k, (r, p, parent), completions in zip(members, parents, outputs, strict=True):
+                runs[r].spent[p] += sum(len(c.token_ids) for c in completions)
+                children[k] = [_child(parent, c, self.rule, self.eos, runs[r].cfg)
+                               for c in completions]  # fmt: skip
+        flat = [(r, p, b) for (r, p, _), kids in zip(live, children, strict=True) for b in kids]
+        got = self.score_fn(
+            [self.questions[p] for _, p, _ in flat],
+            [self.prompts[p] for _, p, _ in flat],
+            [b.steps for _, _, b in flat],
+        )
+        for (r, _, b), steps in zip(flat, got, strict=True):
+            value = aggregate(steps, runs[r].cfg.aggregation, self.kind)
+            b.score = value if value == value else float("-inf")  # unscored: ranks last
+        return children
 
 
 def resample_weights(scores: Sequence[float], kind: ScoreKind, temperature: float) -> list[float]:
