@@ -373,6 +373,37 @@ def search_budget(res: Results, name: str = "pipeline") -> str:
             "",
             table(["level", "N", "best method", "accuracy [95% CI], tokens", "problems"], opt),
         ]
+    vs = re.compile(r"search_versus_majority_(\w+?)_(\d+)_estimate")
+    against = sorted(
+        {(m.group(1), int(m.group(2))) for k in r if (m := vs.fullmatch(k))},
+        key=lambda x: (list(SEARCH_METHODS).index(x[0]), x[1]),
+    )
+    if against:
+        rows = []
+        for m, n in against:
+            k = f"search_versus_majority_{m}_{n}"
+            ratio = r.get(f"{k}_tokens_ratio")
+            rows.append([SEARCH_METHODS[m], str(n), f"{sf(r[f'{k}_estimate'])} "
+                         f"{ci(r[f'{k}_ci95_lo'], r[f'{k}_ci95_hi'], signed=True)}",
+                         str(r[f"{k}_n"]), f(ratio, 2) if ratio is not None else "-",
+                         r[f"{k}_verdict"]])  # fmt: skip
+        out += [
+            "",
+            "Each reward-model method against the plain majority vote at the same N (paired per"
+            f" problem; {r['search_versus_majority_ci_method']}):",
+            "",
+            table(
+                [
+                    "method",
+                    "N",
+                    "difference [95% CI]",
+                    "problems",
+                    "tokens / majority's",
+                    "verdict",
+                ],
+                rows,
+            ),  # fmt: skip
+        ]
     return "\n".join(out)
 
 

@@ -181,6 +181,29 @@ RECORDS = [
 ]  # fmt: skip
 
 
+def test_methods_against_the_majority_vote_paired_by_hand():
+    from rwpipe.eval.budget import versus_majority
+
+    maj = [_rec(p, 1, "majority", 2, 10, c) for p, c in zip("abc", (1.0, 0.0, 0.0), strict=True)]
+    bon = [_rec(p, 1, "best_of_n", 2, 10, c) for p, c in zip("abc", (1.0, 1.0, 0.0), strict=True)]
+    beam = [_rec(p, 1, "beam", 2, 30, c) for p, c in zip("abc", (1.0, 1.0, 1.0), strict=True)]
+    lone = [_rec("d", 1, "dvts", 4, 50, 1.0)]  # no majority at N = 4: no comparison
+    rows = {(r["method"], r["budget"]): r for r in versus_majority(maj + bon + beam + lone)}
+    assert set(rows) == {("best_of_n", 2), ("beam", 2)}
+    # best-of-N: differences 0, 1, 0: mean 1/3, standard error sd / sqrt(3) = 1/3
+    b = rows[("best_of_n", 2)]
+    assert b["estimate"] == pytest.approx(1 / 3) and b["n"] == 3 and b["tokens_ratio"] == 1.0
+    assert (
+        b["ci95_lo"] == pytest.approx(1 / 3 - 1.96 / 3) and b["verdict"] == "not shown at this size"
+    )
+    # beam: differences 0, 1, 1: mean 2/3, sd 1/sqrt(3), se 1/3; three times the tokens
+    e = rows[("beam", 2)]
+    assert e["estimate"] == pytest.approx(2 / 3) and e["tokens_ratio"] == 3.0
+    assert e["ci95_lo"] == pytest.approx(2 / 3 - 1.96 / 3) and e["ci95_lo"] > 0
+    assert e["verdict"] == "shown"
+    assert versus_majority(bon + beam) == []
+
+
 def test_budget_points_by_hand():
     points = {p["method"]: p for p in budget_points(RECORDS)}
     bon, beam = points["best_of_n"], points["beam"]
@@ -215,6 +238,11 @@ def test_summary_nests_points_and_table_for_dvc_metrics():
     assert "bootstrap" in got["ci_method"]
     lines = "\n".join(budget_report.markdown(got))
     assert "| beam | 0.600 [" in lines and "| 2 | best_of_n: 0.500" in lines
+    assert got["versus_majority"] == {} and "Against the majority" not in lines  # none ran
+    voted = RECORDS + [_rec(r["problem_id"], r["level"], "majority", 2, 5, 0.0)
+                       for r in RECORDS if r["method"] == "beam"]  # fmt: skip
+    lines = "\n".join(budget_report.markdown(budget.summarize(voted, cfg)))
+    assert "| beam | 2 | +0.600 [" in lines and "| 5 |" in lines
 
 
 # ---- the stage: outputs, resume after a kill, bad input ---------------------------------------
@@ -295,6 +323,9 @@ def test_stage_writes_records_metrics_and_curve(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["points"]["best_of_n"]["2"]["tokens_per_problem"] == 10  # 2 rollouts x 5
     assert metrics["points"]["particles"]["1"]["tokens_per_problem"] == 8
+    # against the plain vote: +0.5 on every problem at N=2 (its tie), +1 for a search at N=1
+    assert metrics["versus_majority"]["best_of_n"]["2"]["estimate"] == 0.5
+    assert metrics["versus_majority"]["beam"]["1"]["verdict"] == "shown"
     assert set(metrics["compute_optimal"]) == {"1", "2", "all"}
     # N=1: the searches are right, particles cheapest (8 tokens); N=2: best-of-2 (10 tokens)
     assert metrics["compute_optimal"]["all"]["1"]["method"] == "particles"

@@ -47,6 +47,9 @@ from rwpipe.steps import StepRule
 
 ScoreFn = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[list[float]]]
 BUDGET_CI = f"percentile bootstrap over problems, {BOOTSTRAP_RESAMPLES} resamples"
+VERSUS_CI = (
+    "normal approximation: mean ± 1.96 standard errors of the paired per-problem differences"
+)
 
 
 class Problem(NamedTuple):
@@ -236,11 +239,41 @@ def compute_optimal(records: Sequence[Mapping[str, Any]], *, seed: int = 0) -> l
     return out
 
 
+def versus_majority(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Does a method beat the plain majority vote at the same N? Per method and budget, the
+    paired per-problem difference in correctness (method minus majority, on the problems both
+    ran), its normal 95% interval and verdict (`rwpipe.eval.claims`), and the method's tokens
+    over the majority's. Empty without majority records.
+
+    Returns:
+        Rows {"method", "budget", "estimate", "ci95_lo", "ci95_hi", "n", "verdict",
+        "tokens_ratio"}, in method then budget order.
+    """
+    from rwpipe.eval.claims import paired, verdict
+
+    base = {(r["problem_id"], r["budget"]): r for r in records if r["method"] == "majority"}
+    out = []
+    groups = _by(records, "method", "budget")
+    for method, n in sorted(groups, key=lambda k: (_method_order(k[0]), k[1])):
+        rows = groups[(method, n)]
+        both = [(r, base[(r["problem_id"], n)]) for r in rows if (r["problem_id"], n) in base]
+        if method == "majority" or not both:
+            continue
+        est, lo, hi = paired([float(r["correct"]) for r, _ in both],
+                             [float(m["correct"]) for _, m in both])  # fmt: skip
+        spent = sum(m["tokens"] for _, m in both)
+        ratio = sum(r["tokens"] for r, _ in both) / spent if spent else None
+        out.append({"method": method, "budget": n, "estimate": est, "ci95_lo": lo, "ci95_hi": hi,
+                    "n": len(both), "verdict": verdict(lo, hi), "tokens_ratio": ratio})  # fmt: skip
+    return out
+
+
 def summarize(
     records: Sequence[Mapping[str, Any]], cfg: SearchStageConfig, *, seed: int = 0
 ) -> dict[str, Any]:
-    """metrics.json: the points by method and budget, and the compute-optimal table by level
-    and budget (nested mappings, so that `dvc metrics diff` shows each number)."""
+    """metrics.json: the points by method and budget, the compute-optimal table by level and
+    budget, and each method against the majority vote at equal N (nested mappings, so that
+    `dvc metrics diff` shows each number)."""
     points: dict[str, dict[str, Any]] = defaultdict(dict)
     for p in budget_points(records, seed=seed):
         rest = {k: v for k, v in p.items() if k not in ("method", "budget")}
@@ -249,6 +282,11 @@ def summarize(
     for row in compute_optimal(records, seed=seed):
         rest = {k: v for k, v in row.items() if k not in ("level", "budget")}
         table[str(row["level"])][str(row["budget"])] = rest
+    versus: dict[str, dict[str, Any]] = defaultdict(dict)
+    for row in versus_majority(records):
+        versus[row["method"]][str(row["budget"])] = {
+            k: v for k, v in row.items() if k not in ("method", "budget")
+        }
     return {
         "problems": len({r["problem_id"] for r in records}),
         "budgets": list(cfg.budgets),
@@ -257,6 +295,8 @@ def summarize(
         "ci_method": BUDGET_CI,
         "points": dict(points),
         "compute_optimal": dict(table),
+        "versus_majority": dict(versus),
+        "versus_majority_ci_method": VERSUS_CI,
     }
 
 

@@ -95,6 +95,16 @@ def markdown(metrics: Mapping[str, Any]) -> list[str]:
         cells = [f"{by_n[str(n)]['method']}: {_cell(by_n[str(n)])}, {by_n[str(n)]['problems']} "
                  "problems" if str(n) in by_n else "" for n in budgets]  # fmt: skip
         lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    if versus := metrics.get("versus_majority"):
+        lines += ["", "### Against the majority vote at the same N (paired per problem)", "",
+                  "| method | N | difference [95% CI] | problems | tokens / majority's | verdict |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+        for method, by_n in versus.items():
+            for n, v in by_n.items():
+                ratio = f"{v['tokens_ratio']:.2f}" if v["tokens_ratio"] is not None else "-"
+                diff = f"{v['estimate']:+.3f} [{v['ci95_lo']:+.3f}, {v['ci95_hi']:+.3f}]"
+                lines.append(f"| {method} | {n} | {diff} | {v['n']} | {ratio} | {v['verdict']} |")
+        lines += ["", f"Interval: {metrics.get('versus_majority_ci_method')}."]
     return lines + ["", f"{metrics['problems']} problems; PRM aggregation "
                     f"{metrics.get('aggregation')}; best method: highest accuracy, ties to "
                     f"fewer tokens; 95% CI: {metrics['ci_method']}."]  # fmt: skip
