@@ -2,7 +2,7 @@
 validity bench's stronger policy on GSM8K, accuracy against generated tokens with intervals.
 
     python bench/search.py [--policy qwen2.5-coder-0.5b-instruct] [--problems 16]
-                           [--budgets 2 4 8] [--out DIR]
+                           [--budgets 1 2 4 8] [--out DIR]
 
 The setting is the validity bench's (`bench/validity.py`): the policy is a bench-only GGUF model
 (`bench/models.py`, SHA-256 pinned) turned into a model directory by `rwpipe model`; the PRM is
@@ -95,7 +95,7 @@ def main() -> None:
     # Sized for about an hour on two cores with native bf16 (the tree methods generate ~20
     # solutions' worth of tokens per problem at N = 8); on a bigger machine raise every count.
     ap.add_argument("--problems", type=int, default=16, help="GSM8K test problems searched")
-    ap.add_argument("--budgets", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--n-train", type=int, default=24, help="GSM8K train problems for labels")
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--label-budget-tokens", type=int, default=4000)
