@@ -1203,6 +1203,24 @@ def prm_kinds_table(res: Results) -> str:
     return table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
+def search_setup(res: Results) -> str:
+    """The stronger-policy search bench's sizes and stage times (`bench/search.py`)."""
+    if "search" not in res:
+        return absent("search")
+    r = res["search"]
+    times = ", ".join(f"{name} {r[f'{key}_s']:.0f} s" for key, name in (
+        ("model_policy", "model"), ("rollout_train", "train rollouts"),
+        ("rollout_eval", "eval rollouts"), ("annotate_mc", "MC labels"),
+        ("train_prm", "PRM training"), ("search", "search")) if f"{key}_s" in r)  # fmt: skip
+    return (
+        f"Policy `{r['policy']}`; PRM: discriminative on `{r['verifier_base']}`, trained on"
+        f" `{r['prm_labels']}` step labels of the policy's rollouts on {r['n_train']} GSM8K train"
+        f" problems (label budget {r['label_budget_tokens']:,} tokens); searched:"
+        f" {r['search_problems']} GSM8K test problems, {r['max_new_tokens']} new tokens per"
+        f" solution at most. Stage times: {times}."
+    )
+
+
 REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_run": run_region("pipeline"),
     "pipeline_table": pipeline_table,
@@ -1216,6 +1234,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
     "pipeline_search": search_budget,
     "pipeline_avx512_search": lambda res: search_budget(res, "pipeline_avx512"),
+    "search_run": run_region("search"),
+    "search_setup": search_setup,
+    "search_table": lambda res: search_budget(res, "search"),
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
     "pipeline.machine": pipeline_machine,
