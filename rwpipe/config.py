@@ -438,11 +438,18 @@ class SearchStageConfig:
     temperature: float = 0.8
     resample_temperature: float = 1.0  # particles: softmax temperature of the resampling
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # the PRM's scoring dtype
+    # A generative PRM: 0 = P(correct) at each verdict of one teacher-forced critique; K = the
+    # vote over K critiques it samples per candidate (its tokens are counted apart).
+    critique_votes: int = 0
+    critique_temperature: float = 0.8
+    critique_max_new_tokens: int = 256
     engine: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self) -> None:
         if self.problems < 0 or min(self.shard_size, self.batch_size) < 1:
             raise ValueError("need problems >= 0 and shard_size, batch_size >= 1")
+        if self.critique_votes < 0 or self.critique_temperature <= 0:
+            raise ValueError("need critique_votes >= 0 and critique_temperature > 0")
         if not self.budgets or min(self.budgets) < 1 or len(set(self.budgets)) < len(self.budgets):
             raise ValueError(f"budgets must be distinct and >= 1, got {list(self.budgets)}")
         if not self.methods or len(set(self.methods)) < len(self.methods):

@@ -471,3 +471,43 @@ def test_an_aggregation_the_prm_cannot_take_is_refused_leaving_nothing(tmp_path,
     with pytest.raises(InputError, match="search.aggregation prod"):
         budget.run(cfg, BaseConfig(), out=tmp_path / "search", **paths)
     assert not (tmp_path / "search").exists() and not (tmp_path / "search.partial").exists()
+
+
+class _Voter(_Scorer):
+    """A generative PRM scored by a vote over sampled critiques: 3 critique tokens a solution."""
+
+    kind = "generative_prm"
+
+    def __init__(self):
+        super().__init__()
+        self.tokens, self.closed = 0, False
+
+    def score(self, solutions, batch_size, advance=None):
+        self.tokens += 3 * len(solutions)
+        return super().score(solutions, batch_size, advance)
+
+    def stats(self):
+        return {"generated_tokens": self.tokens}
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("votes", [0, 2])
+def test_a_generative_prm_votes_over_critiques_only_when_asked(tmp_path, monkeypatch, votes):
+    paths = _inputs(tmp_path)
+    teacher_forced, voter = _Scorer(), _Voter()
+    teacher_forced.kind = "generative_prm"
+    _patch(monkeypatch, Alternating(), teacher_forced)
+    monkeypatch.setattr(budget, "_load_voter", lambda *a: voter)
+    cfg = SearchStageConfig(problems=3, budgets=(1, 2), shard_size=2, aggregation="min",
+                            max_steps=5, critique_votes=votes)  # fmt: skip
+    stats = budget.run(cfg, BaseConfig(), out=tmp_path / "search", **paths)
+    metrics = json.loads((tmp_path / "search" / "metrics.json").read_text())
+    used = voter if votes else teacher_forced
+    assert used.calls > 0 and (teacher_forced if votes else voter).calls == 0
+    if votes:  # every critique token counted once, apart from the policy's tokens
+        assert voter.closed and stats["verifier_tokens"] == voter.tokens > 0
+        assert metrics["verifier_tokens"] == voter.tokens
+    else:
+        assert "verifier_tokens" not in stats and "verifier_tokens" not in metrics

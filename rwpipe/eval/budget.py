@@ -408,9 +408,13 @@ def run(
     stats = store.stats()
     summary = {"problems": len(chosen), "shards": len(shards), "resumed_shards": len(done),
                "tokens": sum(s["tokens"] for s in stats)}  # fmt: skip
+    if any("verifier_tokens" in s for s in stats):  # a generative PRM's sampled critiques
+        summary["verifier_tokens"] = sum(s.get("verifier_tokens", 0) for s in stats)
     kinds = sorted({s["score_kind"] for s in stats})
     table = store.finish(len(shards), section="search", config=cfg, stats=summary)
     metrics = summarize(table.to_pylist(), cfg, seed=base.seed) | {"score_kind": ",".join(kinds)}
+    if "verifier_tokens" in summary:  # shared by every method's scoring: a total, not per point
+        metrics["verifier_tokens"] = summary["verifier_tokens"]
     from rwpipe.eval.budget_report import write_outputs
 
     write_outputs(staging, metrics)
@@ -428,6 +432,9 @@ def _search_shards(
     from rwpipe.progress import progress_bar
 
     scorer = _load_scorer(prm, base, cfg.dtype)
+    voting = bool(cfg.critique_votes) and getattr(scorer, "kind", "") == "generative_prm"
+    if voting:
+        scorer = _load_voter(prm, cfg, base)
     kind = score_kind(getattr(scorer, "kind", "prm"))
     if (reason := undefined(cfg.aggregation, kind)) is not None:
         raise InputError(f"{prm}: search.aggregation {cfg.aggregation}: {reason}")
@@ -439,10 +446,12 @@ def _search_shards(
         return [steps for _, steps in scorer.score(sols, cfg.batch_size)]
 
     trees = bool(set(cfg.methods) & set(TREE_METHODS))
-    generator = _load_policy(policy, cfg, base) if trees else None
     rule = StepRule.from_config(base)
     resumed = sum(len(s) for i, s in enumerate(shards) if i not in todo)
+    verifier: list[int] = []
+    generator = None
     try:
+        generator = _load_policy(policy, cfg, base) if trees else None
         with progress_bar(sum(map(len, shards)), "search", "problems",
                           completed=resumed) as advance:  # fmt: skip
             for i in todo:
@@ -450,11 +459,18 @@ def _search_shards(
                 rows = search_shard(shards[i], generator, score, cfg, kind=kind, seed=seed,
                                     rule=rule)  # fmt: skip
                 tokens = sum(r["tokens"] for r in rows)
-                store.write(i, records_table(rows), {"tokens": tokens, "score_kind": kind})
+                stats = {"tokens": tokens, "score_kind": kind}
+                if voting:  # the critiques sampled so far, this shard's share
+                    spent = scorer.stats()["generated_tokens"]
+                    stats["verifier_tokens"] = spent - sum(verifier)
+                    verifier.append(stats["verifier_tokens"])
+                store.write(i, records_table(rows), stats)
                 advance(len(shards[i]), tokens)
     finally:
         if generator is not None:
             generator.close()
+        if voting:
+            scorer.close()
 
 
 def _load_scorer(prm: Path, base: BaseConfig, dtype: str = "auto") -> Any:
@@ -463,6 +479,15 @@ def _load_scorer(prm: Path, base: BaseConfig, dtype: str = "auto") -> Any:
 
     device = pick_device(base.device)
     return Scorer(prm, device=device, dtype=resolve_dtype(dtype, device))
+
+
+def _load_voter(prm: Path, cfg: SearchStageConfig, base: BaseConfig) -> Any:
+    """A generative PRM scored by the vote over `cfg.critique_votes` sampled critiques."""
+    from rwpipe.score import VoteScorer
+
+    return VoteScorer(prm, cfg.engine, k=cfg.critique_votes, temperature=cfg.critique_temperature,
+                      max_new_tokens=cfg.critique_max_new_tokens, device=base.device,
+                      seed=base.seed)  # fmt: skip
 
 
 def _load_policy(policy: Path, cfg: SearchStageConfig, base: BaseConfig) -> Any:
