@@ -1214,8 +1214,10 @@ def search_setup(res: Results) -> str:
         ("train_prm", "PRM training"), ("search", "search")) if f"{key}_s" in r)  # fmt: skip
     return (
         f"Policy `{r['policy']}`; PRM: discriminative on `{r['verifier_base']}`, trained on"
-        f" `{r['prm_labels']}` step labels of the policy's rollouts on {r['n_train']} GSM8K train"
-        f" problems (label budget {r['label_budget_tokens']:,} tokens); searched:"
+        f" `{r['prm_labels']}` labels of the policy's {r['labels_rollouts']} rollouts on"
+        f" {r['n_train']} GSM8K train problems (label budget {r['label_budget_tokens']:,}"
+        f" tokens: {r['labels_step_labelled']} rollouts step-labelled, the other"
+        f" {r['labels_outcome_only']} carry their outcome only); searched:"
         f" {r['search_problems']} GSM8K test problems, {r['max_new_tokens']} new tokens per"
         f" solution at most. Stage times: {times}."
     )

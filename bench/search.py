@@ -87,6 +87,16 @@ def run(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> dict
     return paths
 
 
+def label_counts(path: Path) -> dict[str, int]:
+    """How many rollouts the label budget step-labelled (the rest carry their outcome only)."""
+    import pyarrow as pa
+
+    with pa.memory_map(str(path)) as source:
+        status = pa.ipc.open_file(source).read_all().column("status").to_pylist()
+    return {"labels_rollouts": len(status), "labels_step_labelled": status.count("labelled"),
+            "labels_outcome_only": status.count("outcome_only")}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -113,7 +123,7 @@ def main() -> None:
                 "prompt_template": validity.PROMPT}  # fmt: skip
     paths = run(args, args.out, timings)
     metrics = json.loads((paths["search"] / "metrics.json").read_text())
-    results |= flatten(metrics, "search")
+    results |= flatten(metrics, "search") | label_counts(paths["labels"])
     machine.write_results(args.results, results | timings, started)
     print(json.dumps({k: v for k, v in results.items() if k.endswith("_accuracy")}, indent=1))
 

@@ -192,6 +192,25 @@ def test_annotate_budget_stops_sampling_between_shards(tmp_path):
     assert statuses[:3] == ["labelled"] * 3 and set(statuses[3:]) == {"outcome_only"}
 
 
+@pytest.mark.parametrize("method,select", [("mc", "incorrect"), ("omegaprm", "all")])
+def test_past_the_budget_correct_rollouts_keep_their_free_labels(tmp_path, method, select):
+    """Methods that label a correct solution all-correct without sampling still do so past the
+    budget; nothing is sampled there (the incorrect rollouts keep their outcome only)."""
+    cfg = AnnotateConfig(method=method, select=select, shard_size=1, budget_tokens=1)
+    gen = ScriptedGenerator(_script)
+    table, _ = _annotate(tmp_path / "labels.arrow", cfg, gen)
+    rows = table.to_pylist()
+    prompts_sampled = {p for ps, _ in gen.calls for p in ps}
+    assert [r["status"] for r in rows[:3]] == ["inferred", "labelled", "labelled"]
+    for r in rows[3:]:  # problems p1, p2: past the budget
+        if r["sample_idx"] == 0:  # the correct one
+            assert r["status"] == "inferred" and r["step_hard"] == [1, 1, 1, 1]
+        else:
+            assert r["status"] == "outcome_only" and r["step_hard"] == [None] * 4
+        assert r["tokens"] == 0
+    assert prompts_sampled and all(r["problem_id"] == "p0" for r in rows if r["tokens"])
+
+
 class _Crash(Exception):
     pass
 

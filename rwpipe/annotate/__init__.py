@@ -83,6 +83,8 @@ def annotate_shard(
         else []
     )
     labels, costs = _mc_labels(chosen, generator, cfg, seed, verifier, progress)
+    if not sample:
+        labels = _free_labels(solutions, rows, cfg)
     judged: dict[int, Any] = {}
     if chosen and cfg.method in ("judge", "consensus"):
         if judge is None:
@@ -99,6 +101,21 @@ def annotate_shard(
     table = pa.Table.from_pylist(out)
     stats = _shard_stats(out, clock.seconds)
     return table, stats
+
+
+def _free_labels(solutions: list[Solution], rows: list[dict], cfg: AnnotateConfig) -> dict:
+    """Past the token budget: the labels that cost nothing still go on. OmegaPRM, and
+    Math-Shepherd under `select: incorrect`, label a correct solution all-correct without
+    sampling (`inferred_correct`), so the correct rollouts of every shard keep those labels;
+    without them a budget would leave the PRM only the first shards' solutions to learn from
+    (on a hard task, incorrect ones only)."""
+    from rwpipe.annotate.methods import inferred_correct, unlabellable
+
+    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
+    if not (mc_method == "omegaprm" or (mc_method == "mc" and cfg.select == "incorrect")):
+        return {}
+    return {s.index: inferred_correct(s) for s, r in zip(solutions, rows, strict=True)
+            if r["split"] in cfg.splits and s.outcome == 1 and unlabellable(s) is None}  # fmt: skip
 
 
 def _mc_labels(chosen: list[Solution], generator: Generator | None, cfg: AnnotateConfig,
