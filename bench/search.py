@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--n-train", type=int, default=24, help="GSM8K train problems for labels")
     ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--label-budget-tokens", type=int, default=4000)
+    ap.add_argument("--label-budget-tokens", type=int, default=32000)
     ap.add_argument("--label-max-new-tokens", type=int, default=160)
     ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-search"))
     ap.add_argument("--results", type=Path, default=RESULTS)
