@@ -188,8 +188,10 @@ def test_methods_against_the_majority_vote_paired_by_hand():
     bon = [_rec(p, 1, "best_of_n", 2, 10, c) for p, c in zip("abc", (1.0, 1.0, 0.0), strict=True)]
     beam = [_rec(p, 1, "beam", 2, 30, c) for p, c in zip("abc", (1.0, 1.0, 1.0), strict=True)]
     lone = [_rec("d", 1, "dvts", 4, 50, 1.0)]  # no majority at N = 4: no comparison
-    rows = {(r["method"], r["budget"]): r for r in versus_majority(maj + bon + beam + lone)}
-    assert set(rows) == {("best_of_n", 2), ("beam", 2)}
+    one = [_rec(p, 1, m, 1, 5, 1.0) for p in "abc" for m in ("majority", "best_of_n", "beam")]
+    rows = {(r["method"], r["budget"]): r for r in versus_majority(maj + bon + beam + lone + one)}
+    # at N = 1 a pool method is the vote itself: only the search is compared
+    assert set(rows) == {("best_of_n", 2), ("beam", 2), ("beam", 1)}
     # best-of-N: differences 0, 1, 0: mean 1/3, standard error sd / sqrt(3) = 1/3
     b = rows[("best_of_n", 2)]
     assert b["estimate"] == pytest.approx(1 / 3) and b["n"] == 3 and b["tokens_ratio"] == 1.0

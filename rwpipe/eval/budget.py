@@ -243,7 +243,8 @@ def versus_majority(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     """Does a method beat the plain majority vote at the same N? Per method and budget, the
     paired per-problem difference in correctness (method minus majority, on the problems both
     ran), its normal 95% interval and verdict (`rwpipe.eval.claims`), and the method's tokens
-    over the majority's. Empty without majority records.
+    over the majority's. Empty without majority records; no row for a pool method at N = 1
+    (the same sample as the vote's, by construction).
 
     Returns:
         Rows {"method", "budget", "estimate", "ci95_lo", "ci95_hi", "n", "verdict",
@@ -257,8 +258,8 @@ def versus_majority(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     for method, n in sorted(groups, key=lambda k: (_method_order(k[0]), k[1])):
         rows = groups[(method, n)]
         both = [(r, base[(r["problem_id"], n)]) for r in rows if (r["problem_id"], n) in base]
-        if method == "majority" or not both:
-            continue
+        if method == "majority" or (method in POOL_METHODS and n == 1) or not both:
+            continue  # one sample: every pool method picks it, as the vote does
         est, lo, hi = paired([float(r["correct"]) for r, _ in both],
                              [float(m["correct"]) for _, m in both])  # fmt: skip
         spent = sum(m["tokens"] for _, m in both)
