@@ -155,6 +155,17 @@ def write_results(
     return out
 
 
+def update_results(path: Path, new: dict[str, Any], drop_prefix: str | None = None) -> None:
+    """Merge `new` into the results file `path`, keeping its machine facts and timings (the
+    run they describe): for figures a bench derives again from the run's own artifacts after
+    a change to what it records. Keys starting with `drop_prefix` are replaced as a whole."""
+    old = json.loads(path.read_text())
+    kept = {k: v for k, v in old.items() if not (drop_prefix and k.startswith(drop_prefix))}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(kept | new, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def verdict(lo: float, hi: float, above: float = 0.0) -> str:
     """The verdict on a claim "the quantity is above `above`", from its 95% interval [lo, hi]:
     "shown" (the interval is above it), "contradicted" (below it), else "not shown at this

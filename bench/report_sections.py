@@ -133,18 +133,18 @@ STAGES = {
 DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
 
 
-def pipeline_table(res: Results) -> str:
-    """Seconds per step of the timed run, beside the previous default's
-    (`pipeline_before.json`, the results file this run replaced) where that file is kept."""
-    if "pipeline" not in res:
-        return absent("pipeline")
-    r, b = res["pipeline"], res.get("pipeline_before")
+def pipeline_table(res: Results, name: str = "pipeline", before: str = "pipeline_before") -> str:
+    """Seconds per step of the timed run `name`, beside an earlier run's on the same kind of
+    machine (`before`, e.g. the results file the run replaced) where that file is kept."""
+    if name not in res:
+        return absent(name)
+    r, b = res[name], res.get(before)
     stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
     keys = [("install_s", "install (`make install`: venv, pinned wheels, SmolLM2 package)")]
     keys += [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
-    before = (lambda k: [got(b, k, lambda x: f(x, 0))]) if b else (lambda k: [])
-    rows = [[label, f(r[k], 0), *before(k)] for k, label in keys]
+    earlier = (lambda k: [got(b, k, lambda x: f(x, 0))]) if b else (lambda k: [])
+    rows = [[label, f(r[k], 0), *earlier(k)] for k, label in keys]
     for key, label in (("dvc_repro_s", "`dvc repro`"), ("make_demo_s", "`make demo`")):
         bold = [f"**{f(r[key], 0)} ({minutes(r[key])})**"]
         if b:
@@ -242,11 +242,11 @@ def claims_rows(r: dict, prefix: str, ids: list[str], labels: dict[str, str] | N
     return rows, sorted(methods)
 
 
-def pipeline_claims(res: Results) -> str:
+def pipeline_claims(res: Results, name: str = "pipeline") -> str:
     """The timed run's claims table (its report.md opens with the same), or why there is none."""
-    if "pipeline" not in res:
-        return absent("pipeline")
-    r = res["pipeline"]
+    if name not in res:
+        return absent(name)
+    r = res[name]
     ids = [k[len("eval_claims_") : -len("_verdict")] for k in r
            if k.startswith("eval_claims_") and k.endswith("_verdict")]  # fmt: skip
     if not ids:
@@ -261,12 +261,13 @@ def pipeline_claims(res: Results) -> str:
 
 def pipeline_dtype(res: Results) -> str:
     """The default run on a CPU with native bfloat16, at `dtype: auto` (bfloat16 there) and
-    with every engine and trainer set to float32 (`pipeline_avx512_fp32.json`, the dtype every
-    CPU computed in before `auto` read the flags): seconds per stage, the speed-up, RL's step
+    (`pipeline_avx512_bf16.json`) and with every engine and trainer set to float32
+    (`pipeline_avx512_fp32.json`, the dtype every CPU computed in before `auto` read the
+    flags), two runs of one commit one after the other: seconds per stage, the speed-up, RL's step
     times and peak RSS, and the dtypes the artifacts recorded."""
-    if "pipeline_avx512" not in res:
-        return absent("pipeline_avx512")
-    a, b = res["pipeline_avx512"], res.get("pipeline_avx512_fp32")
+    if "pipeline_avx512_bf16" not in res:
+        return absent("pipeline_avx512_bf16")
+    a, b = res["pipeline_avx512_bf16"], res.get("pipeline_avx512_fp32")
     stages = [k[6:-2] for k in a if k.startswith("stage_") and k.endswith("_s")]
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
     keys = [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
@@ -465,17 +466,22 @@ def _dtype_soundness(a: dict, b: dict) -> str:
 
 
 def pipeline_avx512_summary(res: Results) -> str:
-    """One sentence for the README: the AMX/AVX-512 BF16 machine's `dvc repro`, auto and fp32."""
+    """One sentence for the README: the AMX/AVX-512 BF16 machine's `dvc repro` of the current
+    default, and the matched auto / float32 pair of an earlier commit."""
     if "pipeline_avx512" not in res:
         return "not measured yet"
-    a, b = res["pipeline_avx512"], res.get("pipeline_avx512_fp32")
+    a = res["pipeline_avx512"]
     out = (
         f"{f(a['dvc_repro_s'] / 60, 1)} minutes at commit `{a['commit']}` on"
         f" {a['cpu_model']} with AMX BF16 {'yes' if a.get('cpu_amx_bf16') else 'no'}"
         f" (`dtype: auto` = {a.get('rl_train_dtype', 'not recorded')})"
     )
-    if b:
-        out += f", {f(b['dvc_repro_s'] / 60, 1)} minutes with every dtype set to float32"
+    b, c = res.get("pipeline_avx512_bf16"), res.get("pipeline_avx512_fp32")
+    if b and c:
+        out += (
+            f"; at commit `{c['commit']}`, {f(b['dvc_repro_s'] / 60, 1)} minutes in bfloat16"
+            f" against {f(c['dvc_repro_s'] / 60, 1)} with every dtype set to float32"
+        )
     return out
 
 
@@ -1216,8 +1222,12 @@ def search_setup(res: Results) -> str:
         f"Policy `{r['policy']}`; PRM: discriminative on `{r['verifier_base']}`, trained on"
         f" `{r['prm_labels']}` labels of the policy's {r['labels_rollouts']} rollouts on"
         f" {r['n_train']} GSM8K train problems (label budget {r['label_budget_tokens']:,}"
-        f" tokens: {r['labels_step_labelled']} rollouts step-labelled, the other"
-        f" {r['labels_outcome_only']} carry their outcome only); searched:"
+        f" tokens: {r['labels_step_labelled']} incorrect rollouts step-labelled,"
+        f" {r['labels_inferred_correct']} correct ones labelled all-correct without sampling,"
+        f" {r['labels_outcome_only']} with their outcome only): {r['prm_train_items']} training"
+        f" solutions, held-out step AUC {f(r['prm_heldout_step_auc'])}"
+        f" {ci(r['prm_heldout_step_auc_ci95_lo'], r['prm_heldout_step_auc_ci95_hi'])} on"
+        f" {r['prm_heldout_heldout_solutions']} solutions of held-out train problems; searched:"
         f" {r['search_problems']} GSM8K test problems, {r['max_new_tokens']} new tokens per"
         f" solution at most. Stage times: {times}."
     )
@@ -1230,6 +1240,11 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_claims": pipeline_claims,
     "pipeline.install_minutes": pipeline_install_minutes,
     "pipeline_avx512_run": run_region("pipeline_avx512"),
+    "pipeline_avx512_table": lambda res: pipeline_table(
+        res, "pipeline_avx512", "pipeline_avx512_bf16"
+    ),
+    "pipeline_avx512_claims": lambda res: pipeline_claims(res, "pipeline_avx512"),
+    "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16"),
     "pipeline_dtype": pipeline_dtype,
     "pipeline_avx512.summary": pipeline_avx512_summary,
     "suite_avx512_run": run_region("suite_avx512"),

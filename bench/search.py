@@ -87,14 +87,37 @@ def run(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> dict
     return paths
 
 
-def label_counts(path: Path) -> dict[str, int]:
-    """How many rollouts the label budget step-labelled (the rest carry their outcome only)."""
+def summary(work: Path) -> dict[str, Any]:
+    """The search stage's metrics recomputed from its records with the current code (the same
+    `rwpipe.eval.budget.summarize` the stage ran), for --refresh."""
+    sys.path.insert(0, str(ROOT))
+    from rwpipe.artifacts import read_artifact
+    from rwpipe.config import BaseConfig, SearchStageConfig, load_section
+    from rwpipe.eval.budget import summarize
+
+    cfg = load_section(work / "params.yaml", "search", SearchStageConfig)
+    base = load_section(work / "params.yaml", "base", BaseConfig)
+    records = read_artifact(work / "search" / "records.arrow", "search_records").to_pylist()
+    stage = json.loads((work / "search" / "metrics.json").read_text())
+    return summarize(records, cfg, seed=base.seed) | {"score_kind": stage["score_kind"]}
+
+
+def verifier_facts(work: Path) -> dict[str, Any]:
+    """What the PRM learned from: how many rollouts the label budget step-labelled, how many
+    correct ones were labelled all-correct without sampling, how many carry their outcome
+    only; and the PRM's held-out step AUC from its card (`rwpipe train-prm` holds out a
+    fraction of the training problems: GSM8K train, never the searched test problems)."""
     import pyarrow as pa
 
-    with pa.memory_map(str(path)) as source:
+    with pa.memory_map(str(work / "labels_mc.arrow")) as source:
         status = pa.ipc.open_file(source).read_all().column("status").to_pylist()
+    card = json.loads((work / "prm" / "rwpipe-model.json").read_text())["metrics"]
     return {"labels_rollouts": len(status), "labels_step_labelled": status.count("labelled"),
-            "labels_outcome_only": status.count("outcome_only")}  # fmt: skip
+            "labels_inferred_correct": status.count("inferred"),
+            "labels_outcome_only": status.count("outcome_only"),
+            "prm_train_items": card["train_items"]} | {
+        f"prm_heldout_{k}": card[k] for k in ("step_auc", "step_auc_ci95_lo", "step_auc_ci95_hi",
+                                              "heldout_solutions")}  # fmt: skip
 
 
 def main() -> None:
@@ -102,7 +125,7 @@ def main() -> None:
     ap.add_argument(
         "--policy", default="qwen2.5-coder-0.5b-instruct", choices=sorted(models.MODELS)
     )
-    # Sized for about an hour on two cores with native bf16 (the tree methods generate ~20
+    # Sized for about half an hour on two cores with native bf16 (the tree methods generate ~20
     # solutions' worth of tokens per problem at N = 8); on a bigger machine raise every count.
     ap.add_argument("--problems", type=int, default=16, help="GSM8K test problems searched")
     ap.add_argument("--budgets", type=int, nargs="+", default=[1, 2, 4, 8])
@@ -112,8 +135,18 @@ def main() -> None:
     ap.add_argument("--label-max-new-tokens", type=int, default=160)
     ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-search"))
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--refresh",
+        action="store_true",
+        help="add the facts read from --out's artifacts to the existing results, keeping its "
+        "timings and machine facts (after a change to what the bench records, not to the run)",
+    )
     machine.add_arguments(ap)
     args = ap.parse_args()
+    if args.refresh:
+        new = flatten(summary(args.out), "search") | verifier_facts(args.out)
+        machine.update_results(args.results, new, drop_prefix="search_")
+        return
     started = machine.start(args.other_work)
     args.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -123,7 +156,7 @@ def main() -> None:
                 "prompt_template": validity.PROMPT}  # fmt: skip
     paths = run(args, args.out, timings)
     metrics = json.loads((paths["search"] / "metrics.json").read_text())
-    results |= flatten(metrics, "search") | label_counts(paths["labels"])
+    results |= flatten(metrics, "search") | verifier_facts(args.out)
     machine.write_results(args.results, results | timings, started)
     print(json.dumps({k: v for k, v in results.items() if k.endswith("_accuracy")}, indent=1))
 
