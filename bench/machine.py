@@ -110,7 +110,9 @@ def _git(repo: Path) -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        # uncommitted code: what `dvc repro` rewrites (its lock file, data/) is a run's output
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         ":!dvc.lock", ":!data"))  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": None}
     return {"git_commit": commit, "git_dirty": dirty}
