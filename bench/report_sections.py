@@ -431,6 +431,23 @@ def suite(res: Results, name: str = "suite") -> str:
     return "\n".join(out) + "\n" + table(["#", "test (phase)", "seconds"], rows, right=2)
 
 
+def suite_parallel(res: Results) -> str:
+    """The suite under pytest-xdist against the serial run of the same session."""
+    if "suite_avx512_xdist" not in res:
+        return absent("suite_avx512_xdist")
+    x, s = res["suite_avx512_xdist"], res.get("suite_avx512")
+    kinds = ("passed", "failed", "skipped", "xfailed")
+    counts = ", ".join(f"{x[f'tests_{k}']} {k}" for k in kinds if f"tests_{k}" in x)
+    out = (
+        f"- `python -m pytest {x['pytest_args']}`: {f(x['suite_s'], 0)} s"
+        f" ({f(x['suite_s'] / 60, 1)} minutes), exit code {x['suite_exit_code']}; {counts}."
+    )
+    if s:
+        out += (f"\n- The serial run above: {f(s['suite_s'], 0)} s; parallel over serial:"
+                f" {f(x['suite_s'] / s['suite_s'], 2)}×.")  # fmt: skip
+    return out
+
+
 def _dtype_soundness(a: dict, b: dict) -> str:
     """Side by side, the results of the two dtype runs, with their intervals."""
 
@@ -1249,6 +1266,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_avx512.summary": pipeline_avx512_summary,
     "suite_avx512_run": run_region("suite_avx512"),
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
+    "suite_avx512_xdist_run": run_region("suite_avx512_xdist"),
+    "suite_avx512_xdist": suite_parallel,
     "pipeline_search": search_budget,
     "pipeline_avx512_search": lambda res: search_budget(res, "pipeline_avx512"),
     "search_run": run_region("search"),

@@ -46,15 +46,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--slowest", type=int, default=10)
     ap.add_argument("--log", type=Path, default=Path("/tmp/rwpipe-bench-suite.log"))
+    ap.add_argument(
+        "--pytest-args", default="", help='extra pytest arguments, e.g. "-n 2 --dist loadfile"'
+    )
     machine.add_arguments(ap)
     args = ap.parse_args()
     started = machine.start(args.other_work)
-    cmd = [sys.executable, "-m", "pytest", f"--durations={args.slowest}", "-p", "no:cacheprovider"]
+    cmd = [sys.executable, "-m", "pytest", f"--durations={args.slowest}", "-p", "no:cacheprovider",
+           *args.pytest_args.split()]  # fmt: skip
     begin = time.perf_counter()
     with args.log.open("w") as log:
         code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
     seconds = time.perf_counter() - begin
-    results = {"suite_s": round(seconds, 1), "suite_exit_code": code}
+    results = {"suite_s": round(seconds, 1), "suite_exit_code": code,
+               "pytest_args": args.pytest_args}  # fmt: skip
     results |= parse(args.log.read_text().splitlines(), args.slowest)
     results = machine.write_results(args.out, results, started)
     print(json.dumps(results, indent=1))
