@@ -90,7 +90,6 @@ def run(args: argparse.Namespace, work: Path, timings: dict[str, float]) -> dict
 def summary(work: Path) -> dict[str, Any]:
     """The search stage's metrics recomputed from its records with the current code (the same
     `rwpipe.eval.budget.summarize` the stage ran), for --refresh."""
-    sys.path.insert(0, str(ROOT))
     from rwpipe.artifacts import read_artifact
     from rwpipe.config import BaseConfig, SearchStageConfig, load_section
     from rwpipe.eval.budget import summarize

@@ -103,6 +103,11 @@ def annotate_shard(
     return table, stats
 
 
+def _mc_method(cfg: AnnotateConfig) -> str:
+    """The Monte-Carlo method the labels come from (consensus: the one it checks against)."""
+    return cfg.consensus_of if cfg.method == "consensus" else cfg.method
+
+
 def _free_labels(solutions: list[Solution], rows: list[dict], cfg: AnnotateConfig) -> dict:
     """Past the token budget: the labels that cost nothing still go on. OmegaPRM, and
     Math-Shepherd under `select: incorrect`, label a correct solution all-correct without
@@ -111,7 +116,7 @@ def _free_labels(solutions: list[Solution], rows: list[dict], cfg: AnnotateConfi
     (on a hard task, incorrect ones only)."""
     from rwpipe.annotate.methods import inferred_correct, unlabellable
 
-    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
+    mc_method = _mc_method(cfg)
     if not (mc_method == "omegaprm" or (mc_method == "mc" and cfg.select == "incorrect")):
         return {}
     return {s.index: inferred_correct(s) for s, r in zip(solutions, rows, strict=True)
@@ -123,7 +128,7 @@ def _mc_labels(chosen: list[Solution], generator: Generator | None, cfg: Annotat
                progress: Callable[[int, int], None] | None) -> tuple[dict, dict]:  # fmt: skip
     """Monte-Carlo step labels (Math-Shepherd or OmegaPRM) of the chosen solutions, by row
     index, and what each cost; nothing when the method samples no completions."""
-    mc_method = cfg.consensus_of if cfg.method == "consensus" else cfg.method
+    mc_method = _mc_method(cfg)
     if not chosen or mc_method not in ("mc", "omegaprm"):
         return {}, {}
     if generator is None:

@@ -33,7 +33,7 @@ point, so read the problem count beside it.
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,11 +41,11 @@ from rwpipe.config import POOL_METHODS, TREE_METHODS, BaseConfig, SearchStageCon
 from rwpipe.errors import InputError
 from rwpipe.eval.curves import BOOTSTRAP_RESAMPLES, pooled_ci
 from rwpipe.eval.metrics import ScoreKind, aggregate, pick_best, pick_majority
+from rwpipe.eval.search import ScoreFn, search_together
 from rwpipe.runtime import stable_seed
 from rwpipe.schemas import SEARCH_METHODS
 from rwpipe.steps import StepRule
 
-ScoreFn = Callable[[Sequence[str], Sequence[str], Sequence[Sequence[str]]], list[list[float]]]
 BUDGET_CI = f"percentile bootstrap over problems, {BOOTSTRAP_RESAMPLES} resamples"
 VERSUS_CI = (
     "normal approximation: mean ± 1.96 standard errors of the paired per-problem differences"
@@ -150,7 +150,6 @@ def tree_records(
     every (method, budget) search in lockstep (`search_together`: one engine call per depth
     and sampling setting, one PRM batch per depth); every answer checked in one verifier batch
     at the end."""
-    from rwpipe.eval.search import search_together
     from rwpipe.verify import verify_many
 
     runs = [(m, n) for m in cfg.methods if m in TREE_METHODS for n in cfg.budgets]
@@ -449,7 +448,6 @@ def _search_shards(
     trees = bool(set(cfg.methods) & set(TREE_METHODS))
     rule = StepRule.from_config(base)
     resumed = sum(len(s) for i, s in enumerate(shards) if i not in todo)
-    verifier: list[int] = []
     generator = None
     try:
         generator = _load_policy(policy, cfg, base) if trees else None
@@ -457,14 +455,13 @@ def _search_shards(
                           completed=resumed) as advance:  # fmt: skip
             for i in todo:
                 seed = stable_seed(base.seed, "search", i)
+                before = scorer.stats()["generated_tokens"] if voting else 0
                 rows = search_shard(shards[i], generator, score, cfg, kind=kind, seed=seed,
                                     rule=rule)  # fmt: skip
                 tokens = sum(r["tokens"] for r in rows)
                 stats = {"tokens": tokens, "score_kind": kind}
-                if voting:  # the critiques sampled so far, this shard's share
-                    spent = scorer.stats()["generated_tokens"]
-                    stats["verifier_tokens"] = spent - sum(verifier)
-                    verifier.append(stats["verifier_tokens"])
+                if voting:  # the critiques this shard sampled
+                    stats["verifier_tokens"] = scorer.stats()["generated_tokens"] - before
                 store.write(i, records_table(rows), stats)
                 advance(len(shards[i]), tokens)
     finally:
