@@ -188,6 +188,67 @@ def test_loop_updates_the_policy_with_finite_loss_and_zero_kl_at_the_start(tmp_p
     assert not any("lora" in k or "base_layer" in k for k in merged)
 
 
+class _Recorder:
+    """An optimizer that keeps the gradients it is asked to apply and changes nothing."""
+
+    def __init__(self, params):
+        self.params, self.grads = list(params), None
+
+    def step(self):
+        self.grads = [p.grad.detach().clone() for p in self.params]
+
+    def zero_grad(self, set_to_none=True):
+        for p in self.params:
+            p.grad = None
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.1])
+def test_update_equals_the_whole_sequence_loss_and_gradient(tiny_dir, kl_coef):
+    """train_step sorts by length, pads per micro-batch and runs the lm_head on the response
+    window only: the loss and gradient must be those of the batch loss written out on whole
+    sequences, in one batch."""
+    from rwpipe.backends import Completion
+    from rwpipe.rl.policy import load_policy_model
+    from rwpipe.rl.update import _batch_tensors, train_step
+    from rwpipe.train.losses import token_logprobs
+
+    cfg = _cfg(kl_coef=kl_coef, optim=OptimConfig(batch_size=2, max_grad_norm=1e9))
+    torch.manual_seed(0)
+    policy = load_policy_model(tiny_dir, cfg, torch.device("cpu"), torch.float32)
+    with torch.no_grad():  # LoRA B starts at 0: move it, so that pi != pi_ref
+        for n, p in policy.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    g = torch.Generator().manual_seed(1)
+    plens, clens = (3, 9, 5, 12, 4), (7, 2, 11, 5, 9)  # unsorted, prompts of unequal length
+    prompts = [torch.randint(3, 200, (n,), generator=g).tolist() for n in plens]
+    comps = [Completion("", tuple(torch.randint(3, 200, (n,), generator=g).tolist()), (), "stop")
+             for n in clens]  # fmt: skip
+    advs = [torch.randn(n, generator=g).tolist() for n in clens]
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    opt = _Recorder(params)
+    sched = torch.optim.lr_scheduler.LambdaLR(torch.optim.SGD(params, lr=0.0), lambda s: 1.0)
+    stats = train_step(policy, opt, sched, cfg, prompts, comps, advs)
+    # the batch loss, by hand: every sequence whole, one batch, logits at every position
+    seqs = [p + list(c.token_ids) for p, c in zip(prompts, comps, strict=True)]
+    ids, mask = _batch_tensors(seqs, 0, torch.device("cpu"))
+    policy.model.train()
+    logps = token_logprobs(policy.model(input_ids=ids, attention_mask=mask).logits, ids)
+    with torch.no_grad(), policy.model.disable_adapter():
+        ref = token_logprobs(policy.model(input_ids=ids, attention_mask=mask).logits, ids)
+    terms = []
+    for b, (pl, cl, a) in enumerate(zip(plens, clens, advs, strict=True)):
+        lp, rf = logps[b, pl - 1 : pl - 1 + cl], ref[b, pl - 1 : pl - 1 + cl]
+        kl = torch.exp(rf - lp) - (rf - lp) - 1  # k3
+        terms.append((-(torch.tensor(a) * torch.exp(lp - lp.detach())) + kl_coef * kl).mean())
+    loss = torch.stack(terms).mean()
+    loss.backward()
+    assert stats["loss"] == pytest.approx(loss.item(), abs=1e-6)
+    for got, p in zip(opt.grads, params, strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
+    assert any(float(gr.abs().max()) > 0 for gr in opt.grads)
+
+
 def test_killed_run_resumes_the_same_curve(tmp_path, tiny_dir):
     cfg = _cfg()
     _, full = _run(tmp_path / "a", tiny_dir, cfg)

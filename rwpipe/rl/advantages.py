@@ -166,7 +166,6 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, agg: str, max_tokens:
     raise ValueError(f"unknown loss aggregation {agg!r}")
 
 
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy of softmax(logits), (B, T, V) -> (B, T)."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
+def entropy_of_logprobs(logp: torch.Tensor) -> torch.Tensor:
+    """Entropy of each distribution given as log-probabilities over the last axis."""
     return -(logp.exp() * logp).sum(-1)

@@ -24,15 +24,21 @@ class Policy:
     device: torch.device
     reference: Any = None  # full fine-tuning with KL: a frozen copy
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=ids, attention_mask=mask).logits
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0) -> torch.Tensor:
+        """(B, keep, vocab): the logits of the last `keep` positions (0: all). The lm_head and
+        everything over the vocabulary after it run on those positions only."""
+        return self.model(
+            input_ids=ids, attention_mask=mask, logits_to_keep=_last(ids, keep)
+        ).logits
 
     @torch.no_grad()
-    def reference_logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def reference_logits(self, ids: torch.Tensor, mask: torch.Tensor,
+                         keep: int = 0) -> torch.Tensor:  # fmt: skip
+        kwargs = {"input_ids": ids, "attention_mask": mask, "logits_to_keep": _last(ids, keep)}
         if self.reference is not None:
-            return self.reference(input_ids=ids, attention_mask=mask).logits
+            return self.reference(**kwargs).logits
         with self.model.disable_adapter():
-            return self.model(input_ids=ids, attention_mask=mask).logits
+            return self.model(**kwargs).logits
 
     @torch.no_grad()
     def merged_state_dict(self) -> dict[str, torch.Tensor]:
@@ -50,6 +56,14 @@ class Policy:
             return out
         finally:
             model.unmerge_adapter()
+
+
+def _last(ids: torch.Tensor, keep: int) -> int | torch.Tensor:
+    """transformers' `logits_to_keep` for the last `keep` positions, as indices: they gather a
+    contiguous copy of the hidden states (a slice is a strided view, which the lm_head's
+    matmul would broadcast its weight over)."""
+    width = ids.shape[1]
+    return torch.arange(width - keep, width, device=ids.device) if 0 < keep < width else 0
 
 
 def load_policy_model(model_dir: str | Path, cfg: RLConfig, device: torch.device,

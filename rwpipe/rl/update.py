@@ -9,10 +9,9 @@ import torch
 
 from rwpipe.backends import Completion
 from rwpipe.config import RLConfig
-from rwpipe.rl.advantages import entropy_from_logits, policy_loss
+from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
-from rwpipe.train.losses import token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
 # One sequence to train on: prompt + completion ids, the prompt length, per-token advantages.
@@ -29,18 +28,31 @@ def _batch_tensors(sequences: Sequence[Sequence[int]], pad: int, device: torch.d
     return ids.to(device), mask.to(device)
 
 
-def _tensors(policy: Policy, batch: Sequence[Item]) -> tuple[torch.Tensor, ...]:
-    """ids and attention mask (B, seq); response mask and advantages (B, seq-1), position t-1
-    holding token t."""
+def _tensors(policy: Policy, batch: Sequence[Item]) -> tuple[Any, ...]:
+    """ids and attention mask (B, seq); `start`, the first position whose next token is a
+    response token in some row; the response mask and advantages (B, seq - 1 - start), column
+    j holding token start + 1 + j. Only positions from `start` on reach the lm_head."""
     pad = policy.tokenizer.pad_token_id
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
     ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device)
-    resp = torch.zeros((len(batch), ids.shape[1] - 1), device=policy.device)
+    start = min(plen for _, plen, _ in batch) - 1
+    resp = torch.zeros((len(batch), ids.shape[1] - 1 - start), device=policy.device)
     adv = torch.zeros_like(resp)
     for b, (seq, plen, a) in enumerate(batch):
-        resp[b, plen - 1 : len(seq) - 1] = 1
-        adv[b, plen - 1 : len(seq) - 1] = torch.tensor(a, device=policy.device)
-    return ids, mask, resp, adv
+        resp[b, plen - 1 - start : len(seq) - 1 - start] = 1
+        adv[b, plen - 1 - start : len(seq) - 1 - start] = torch.tensor(a, device=policy.device)
+    return ids, mask, start, resp, adv
+
+
+def _window_logprobs(logits: torch.Tensor) -> torch.Tensor:
+    """log-softmax (float32) of positions start .. seq - 2, which predict tokens start + 1 ..
+    seq - 1, from `logits` of positions start .. seq - 1."""
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def _token_logps(logp: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
+    """(B, seq - 1 - start): log p of each token start + 1 .. seq - 1."""
+    return logp.gather(-1, ids[:, start + 1 :, None]).squeeze(-1)
 
 
 @torch.no_grad()
@@ -49,11 +61,13 @@ def _fixed_logps(policy: Policy, cfg: RLConfig, micro: Sequence[Sequence[Item]])
     pass they equal the live ones, detached) and the reference's (only when kl_coef > 0)."""
     old, ref = [], []
     for batch in micro:
-        ids, mask, _, _ = _tensors(policy, batch)
+        ids, mask, start, _, _ = _tensors(policy, batch)
+        keep = ids.shape[1] - start
         if cfg.ppo_epochs > 1:
-            old.append(token_logprobs(policy.logits(ids, mask), ids))
+            old.append(_token_logps(_window_logprobs(policy.logits(ids, mask, keep)), ids, start))
         if cfg.kl_coef > 0:
-            ref.append(token_logprobs(policy.reference_logits(ids, mask), ids))
+            logits = policy.reference_logits(ids, mask, keep)
+            ref.append(_token_logps(_window_logprobs(logits), ids, start))
     return old, ref
 
 
@@ -62,9 +76,9 @@ def _micro_step(policy: Policy, cfg: RLConfig, batch: Sequence[Item], old: Any, 
     """Forward and backward of one micro-batch, its loss weighted by its share of the batch
     (`totals`: sequences, tokens) so that the micro-batches add up to the batch loss exactly;
     returns its weighted statistics."""
-    ids, mask, resp, adv = _tensors(policy, batch)
-    logits = policy.logits(ids, mask)
-    logps = token_logprobs(logits, ids)
+    ids, mask, start, resp, adv = _tensors(policy, batch)
+    logp = _window_logprobs(policy.logits(ids, mask, ids.shape[1] - start))
+    logps = _token_logps(logp, ids, start)
     loss, stats = policy_loss(
         logps, old if old is not None else logps.detach(), adv, resp, clip_low=cfg.clip_low,
         clip_high=cfg.clip_high, agg=cfg.loss_agg, max_tokens=cfg.sampling.max_new_tokens,
@@ -74,8 +88,8 @@ def _micro_step(policy: Policy, cfg: RLConfig, batch: Sequence[Item], old: Any, 
     share = resp.sum().item() / tokens if cfg.loss_agg == "token_mean" else len(batch) / seqs
     (loss * share).backward()
     with torch.no_grad():
-        ent = entropy_from_logits(logits[:, :-1].detach())
-        stats["entropy"] = float((ent * resp).sum() / resp.sum().clamp(min=1))
+        stats["entropy"] = float(entropy_of_logprobs(logp.detach()[resp.bool()]).mean()
+                                 if resp.any() else 0.0)  # fmt: skip
     out = {"loss": float(loss.detach()) * share}
     return out | {k: stats[k] * share for k in ("clip_fraction", "kl", "entropy")}
 
@@ -100,6 +114,9 @@ def train_step(
     ]
     if not items and dp.world == 1:
         return dict.fromkeys(STATS, 0.0)
+    # by length, so that a micro-batch pads little (the batch loss is a weighted sum of
+    # per-sequence terms: the grouping does not change it)
+    items.sort(key=lambda item: len(item[0]))
     mb = cfg.optim.batch_size
     micro = [items[i : i + mb] for i in range(0, len(items), mb)]
     totals = (len(items), max(1, sum(len(a) for _, _, a in items)))
