@@ -990,6 +990,30 @@ def rl_notes(res: Results) -> str:
     )
 
 
+def rl_step_table(res: Results) -> str:
+    """One RL update, this tree against an earlier commit, per dtype run (bench/rl_step.py)."""
+    runs = [n for n in ("rl_step", "rl_step_fp32") if n in res]
+    if not runs:
+        return absent("rl_step")
+    rows = []
+    for name in runs:
+        r = res[name]
+        rows.append([
+            f"`{name}.json`", r["dtype"], f"`{r['before_commit']}`",
+            f"{f(r['before_step_s_median'], 2)} s", f"`{r['git_commit'][:7]}`",
+            f"{f(r['after_step_s_median'], 2)} s", f"{f(r['speedup_median'], 2)}×",
+            f"{f(r['before_first_loss'], 4)} / {f(r['after_first_loss'], 4)}",
+            f"{f(r['before_first_grad_norm'], 4)} / {f(r['after_first_grad_norm'], 4)}",
+        ])  # fmt: skip
+    header = ["run", "dtype", "before", "update", "after", "update", "speed-up",
+              "first loss (before / after)", "first grad norm (before / after)"]  # fmt: skip
+    r = res[runs[0]]
+    return (
+        f"One update on {r['batch_sequences']} sequences ({r['batch_tokens']} tokens), median"
+        " over every timed repeat of both processes of each tree.\n\n" + table(header, rows)
+    )
+
+
 CREDITS = ("sum", "clip", "min_form", "delta")
 
 
@@ -1301,6 +1325,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_run": run_region("rl"),
     "rl_table": rl_table,
     "rl_notes": rl_notes,
+    "rl_step_run": run_region("rl_step"),
+    "rl_step_table": rl_step_table,
     "rl_prm_run": run_region("rl_prm"),
     "rl_prm_table": rl_prm_table,
     "rl_prm_notes": rl_prm_notes,
