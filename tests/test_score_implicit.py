@@ -120,3 +120,24 @@ def test_the_directory_travels_and_a_missing_or_changed_reference_is_refused(
     (moved / "rwpipe-model.json").write_text(json.dumps(old))
     with pytest.raises(InputError, match="saved without its reference model"):
         detect_format(moved)
+
+
+@pytest.mark.parametrize("start", [0, 1, 6, 10])
+def test_window_log_probs_equal_the_whole_sequence_ones_from_the_window_on(implicit_prm, start):
+    """Implicit-PRM and SFT losses and scores run the lm_head from the first response position
+    on: those positions' log-probs must be the whole-sequence ones, the others zero."""
+    from transformers import AutoModelForCausalLM
+
+    from rwpipe.train.losses import token_logprobs, window_token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(implicit_prm[1]).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (3, 12), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0  # right padding
+    with torch.no_grad():
+        whole = token_logprobs(model(input_ids=ids, attention_mask=mask).logits, ids)
+        window = window_token_logprobs(model, ids, mask, start)
+    assert window.shape == whole.shape
+    torch.testing.assert_close(window[:, start:], whole[:, start:], rtol=1e-5, atol=1e-5)
+    assert not window[:, :start].any()

@@ -11,6 +11,7 @@ import torch
 
 from rwpipe.config import RLConfig
 from rwpipe.train.backbone import load_model, save_model_dir
+from rwpipe.train.losses import keep_from
 
 POLICY_CARD = "rwpipe-policy.json"
 
@@ -24,17 +25,16 @@ class Policy:
     device: torch.device
     reference: Any = None  # full fine-tuning with KL: a frozen copy
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, keep: int = 0) -> torch.Tensor:
-        """(B, keep, vocab): the logits of the last `keep` positions (0: all). The lm_head and
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(B, seq - start, vocab): the logits of positions start .. seq - 1. The lm_head and
         everything over the vocabulary after it run on those positions only."""
-        return self.model(
-            input_ids=ids, attention_mask=mask, logits_to_keep=_last(ids, keep)
-        ).logits
+        kept = keep_from(ids, start)
+        return self.model(input_ids=ids, attention_mask=mask, logits_to_keep=kept).logits
 
     @torch.no_grad()
     def reference_logits(self, ids: torch.Tensor, mask: torch.Tensor,
-                         keep: int = 0) -> torch.Tensor:  # fmt: skip
-        kwargs = {"input_ids": ids, "attention_mask": mask, "logits_to_keep": _last(ids, keep)}
+                         start: int = 0) -> torch.Tensor:  # fmt: skip
+        kwargs = {"input_ids": ids, "attention_mask": mask, "logits_to_keep": keep_from(ids, start)}
         if self.reference is not None:
             return self.reference(**kwargs).logits
         with self.model.disable_adapter():
@@ -56,14 +56,6 @@ class Policy:
             return out
         finally:
             model.unmerge_adapter()
-
-
-def _last(ids: torch.Tensor, keep: int) -> int | torch.Tensor:
-    """transformers' `logits_to_keep` for the last `keep` positions, as indices: they gather a
-    contiguous copy of the hidden states (a slice is a strided view, which the lm_head's
-    matmul would broadcast its weight over)."""
-    width = ids.shape[1]
-    return torch.arange(width - keep, width, device=ids.device) if 0 < keep < width else 0
 
 
 def load_policy_model(model_dir: str | Path, cfg: RLConfig, device: torch.device,

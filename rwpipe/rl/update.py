@@ -62,11 +62,10 @@ def _fixed_logps(policy: Policy, cfg: RLConfig, micro: Sequence[Sequence[Item]])
     old, ref = [], []
     for batch in micro:
         ids, mask, start, _, _ = _tensors(policy, batch)
-        keep = ids.shape[1] - start
         if cfg.ppo_epochs > 1:
-            old.append(_token_logps(_window_logprobs(policy.logits(ids, mask, keep)), ids, start))
+            old.append(_token_logps(_window_logprobs(policy.logits(ids, mask, start)), ids, start))
         if cfg.kl_coef > 0:
-            logits = policy.reference_logits(ids, mask, keep)
+            logits = policy.reference_logits(ids, mask, start)
             ref.append(_token_logps(_window_logprobs(logits), ids, start))
     return old, ref
 
@@ -77,7 +76,7 @@ def _micro_step(policy: Policy, cfg: RLConfig, batch: Sequence[Item], old: Any, 
     (`totals`: sequences, tokens) so that the micro-batches add up to the batch loss exactly;
     returns its weighted statistics."""
     ids, mask, start, resp, adv = _tensors(policy, batch)
-    logp = _window_logprobs(policy.logits(ids, mask, ids.shape[1] - start))
+    logp = _window_logprobs(policy.logits(ids, mask, start))
     logps = _token_logps(logp, ids, start)
     loss, stats = policy_loss(
         logps, old if old is not None else logps.detach(), adv, resp, clip_low=cfg.clip_low,

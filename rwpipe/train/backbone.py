@@ -34,9 +34,10 @@ from rwpipe.train.losses import (
     bradley_terry_loss,
     implicit_prm_loss,
     implicit_rewards,
+    keep_from,
     pointwise_bce_loss,
     step_bce_loss,
-    token_logprobs,
+    window_token_logprobs,
 )
 
 KINDS = ("orm", "prm", "implicit_prm", "generative_prm")
@@ -94,16 +95,15 @@ class Backbone:
 
     def _logps(self, examples: Sequence[Example]) -> tuple[torch.Tensor, ...]:
         """implicit_prm: log-probs of each next token under the model and the reference, and
-        the mask of response tokens, all (B, seq-1): position t-1 is token t."""
+        the mask of response tokens, all (B, seq-1): position t-1 is token t. Only response
+        positions reach the lm_head (the others hold 0)."""
         ids, mask = self.tensors([e.input_ids for e in examples])
-        logps = token_logprobs(self.model(input_ids=ids, attention_mask=mask).logits, ids)
+        start = _response_start(examples)
+        logps = window_token_logprobs(self.model, ids, mask, start)
         with torch.no_grad(), self._ref_context():
             ref_model = self.reference if self.reference is not None else self.model
-            ref = token_logprobs(ref_model(input_ids=ids, attention_mask=mask).logits, ids)
-        response = torch.zeros_like(logps)
-        for b, e in enumerate(examples):
-            response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
-        return logps, ref, response
+            ref = window_token_logprobs(ref_model, ids, mask, start)
+        return logps, ref, _response_mask(logps, examples)
 
     def token_rewards(self, examples: Sequence[Example]) -> torch.Tensor:
         """implicit_prm: per-token beta*log(pi/pi_ref) on response tokens, (B, seq-1)."""
@@ -135,10 +135,8 @@ class Backbone:
             return step_bce_loss(logits, targets, mask)
         if objective == "sft":  # generative_prm: cross-entropy on the critique's tokens
             ids, mask = self.tensors([e.input_ids for e in batch])
-            logps = token_logprobs(self.model(input_ids=ids, attention_mask=mask).logits, ids)
-            response = torch.zeros_like(logps)
-            for b, e in enumerate(batch):
-                response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
+            logps = window_token_logprobs(self.model, ids, mask, _response_start(batch))
+            response = _response_mask(logps, batch)
             return -(logps * response).sum() / response.sum().clamp(min=1)
         if objective == "implicit":
             logps, ref, response = self._logps(batch)
@@ -178,8 +176,11 @@ class Backbone:
 
         good, bad = verdict_tokens(self.tokenizer)
         ids, mask = self.tensors([e.input_ids for e in examples])
-        logits = self.model(input_ids=ids, attention_mask=mask).logits
-        return logits[..., [good, bad]].float().softmax(-1)[..., 0]
+        start = min([_response_start(examples), *(p for e in examples for p in e.step_ends)])
+        kept = keep_from(ids, start)
+        logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=kept).logits
+        probs = logits[..., [good, bad]].float().softmax(-1)[..., 0]
+        return torch.nn.functional.pad(probs, (ids.shape[1] - probs.shape[1], 0))
 
     def encode(
         self, prompt: str, steps: Sequence[str], max_length: int = 0, question: str = ""
@@ -197,6 +198,19 @@ class Backbone:
         tag = self.step_tag if self.kind == "prm" else ""
         enc = encode_solution(self.tokenizer, prompt, steps, tag, max_length)
         return Example(enc.input_ids, enc.prompt_len, enc.step_ends)
+
+
+def _response_start(examples: Sequence[Example]) -> int:
+    """The first position whose next token is a response token in some example."""
+    return max(min(e.prompt_len for e in examples) - 1, 0)
+
+
+def _response_mask(logps: torch.Tensor, examples: Sequence[Example]) -> torch.Tensor:
+    """1 where position t-1 holds a response token t, (B, seq-1) like `logps`."""
+    response = torch.zeros_like(logps)
+    for b, e in enumerate(examples):
+        response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
+    return response
 
 
 def _at_step_ends(

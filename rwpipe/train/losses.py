@@ -4,6 +4,8 @@ Conventions: `mask` is 1 where a position carries a label and 0 elsewhere; every
 mean over labelled items (so a batch's loss does not depend on its padding).
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -41,6 +43,25 @@ def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tenso
     """log p(token t | tokens < t) for t = 1..seq-1, as (batch, seq - 1)."""
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def keep_from(ids: torch.Tensor, start: int) -> int | torch.Tensor:
+    """transformers' `logits_to_keep` for positions start .. seq - 1 (0: every position), as
+    indices: they gather a contiguous copy of the hidden states, where a slice would be a
+    strided view that the lm_head's matmul broadcasts its weight over."""
+    width = ids.shape[1]
+    return torch.arange(start, width, device=ids.device) if 0 < start < width else 0
+
+
+def window_token_logprobs(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, start: int
+) -> torch.Tensor:
+    """`token_logprobs` of a causal LM's next-token predictions from position `start` on
+    (tokens start + 1 .. seq - 1), with the lm_head and the log-softmax over the vocabulary
+    run on those positions only; (B, seq - 1), zero before them."""
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep_from(ids, start)).logits
+    offset = ids.shape[1] - logits.shape[1]
+    return F.pad(token_logprobs(logits, ids[:, offset:]), (offset, 0))
 
 
 def implicit_rewards(
