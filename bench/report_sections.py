@@ -9,7 +9,7 @@ constants here.
 """
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 OLD_FACTS = "recorded before machine facts were kept"
@@ -133,26 +133,26 @@ STAGES = {
 DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
 
 
-def pipeline_table(res: Results, name: str = "pipeline", before: str = "pipeline_before") -> str:
-    """Seconds per step of the timed run `name`, beside an earlier run's on the same kind of
-    machine (`before`, e.g. the results file the run replaced) where that file is kept."""
+def pipeline_table(res: Results, name: str = "pipeline",
+                   before: Sequence[str] = ("pipeline_before",)) -> str:  # fmt: skip
+    """Seconds per step of the timed run `name`, beside earlier runs on the same kind of
+    machine (`before`, newest first: e.g. the results files the run replaced) where kept."""
     if name not in res:
         return absent(name)
-    r, b = res[name], res.get(before)
+    r, bs = res[name], [res[b] for b in before if b in res]
     stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
     keys = [("install_s", "install (`make install`: venv, pinned wheels, SmolLM2 package)")]
     keys += [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
-    earlier = (lambda k: [got(b, k, lambda x: f(x, 0))]) if b else (lambda k: [])
-    rows = [[label, f(r[k], 0), *earlier(k)] for k, label in keys]
+    rows = [[label, f(r[k], 0), *(got(b, k, lambda x: f(x, 0)) for b in bs)] for k, label in keys]
     for key, label in (("dvc_repro_s", "`dvc repro`"), ("make_demo_s", "`make demo`")):
         bold = [f"**{f(r[key], 0)} ({minutes(r[key])})**"]
-        if b:
-            bold.append(f"**{f(b[key], 0)} ({minutes(b[key])})**" if key in b else "not recorded")
+        bold += [f"**{f(b[key], 0)} ({minutes(b[key])})**" if key in b else "not recorded"
+                 for b in bs]  # fmt: skip
         rows.append([f"**{label}**", *bold])
     header = ["step", "seconds"]
-    if b:
-        header = ["step", f"seconds (`{r['commit']}`)", f"before (`{b['commit']}`)"]
+    if bs:
+        header = ["step", f"seconds (`{r['commit']}`)", *(f"before (`{b['commit']}`)" for b in bs)]
     return table(header, rows)
 
 
@@ -259,15 +259,18 @@ def pipeline_claims(res: Results, name: str = "pipeline") -> str:
     )
 
 
-def pipeline_dtype(res: Results) -> str:
-    """The default run on a CPU with native bfloat16, at `dtype: auto` (bfloat16 there) and
-    (`pipeline_avx512_bf16.json`) and with every engine and trainer set to float32
-    (`pipeline_avx512_fp32.json`, the dtype every CPU computed in before `auto` read the
-    flags), two runs of one commit one after the other: seconds per stage, the speed-up, RL's step
-    times and peak RSS, and the dtypes the artifacts recorded."""
-    if "pipeline_avx512_bf16" not in res:
-        return absent("pipeline_avx512_bf16")
-    a, b = res["pipeline_avx512_bf16"], res.get("pipeline_avx512_fp32")
+def pipeline_dtype(res: Results, auto: str = "pipeline_avx512_bf16_5d4d6aa",
+                   fp32: str = "pipeline_avx512_fp32_5d4d6aa") -> str:  # fmt: skip
+    """The default run on a CPU with native bfloat16, at `dtype: auto` (bfloat16 there;
+    `auto`) and with every engine and trainer set to float32 (`fp32`, the dtype every CPU
+    computed in before `auto` read the flags), two runs of one commit one after the other:
+    seconds per stage, the speed-up, RL's step times and peak RSS, and the dtypes the artifacts
+    recorded."""
+    if auto not in res:
+        return absent(auto)
+    a, b = res[auto], res.get(fp32)
+    if b and b.get("commit") != a.get("commit"):
+        return f"*`{fp32}.json` (`{b.get('commit')}`) is not of `{auto}.json`'s commit.*"
     stages = [k[6:-2] for k in a if k.startswith("stage_") and k.endswith("_s")]
     order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
     keys = [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
@@ -306,7 +309,7 @@ def pipeline_dtype(res: Results) -> str:
             _dtype_soundness(a, b),
         ]
     if not b:
-        out.append("- The float32 run was not recorded (`pipeline_avx512_fp32.json` is absent).")
+        out.append(f"- The float32 run was not recorded (`{fp32}.json` is absent).")
     return "\n".join(out[:1] + ([""] if len(out) > 1 else []) + out[1:])
 
 
@@ -493,7 +496,7 @@ def pipeline_avx512_summary(res: Results) -> str:
         f" {a['cpu_model']} with AMX BF16 {'yes' if a.get('cpu_amx_bf16') else 'no'}"
         f" (`dtype: auto` = {a.get('rl_train_dtype', 'not recorded')})"
     )
-    b, c = res.get("pipeline_avx512_bf16"), res.get("pipeline_avx512_fp32")
+    b, c = res.get("pipeline_avx512_bf16_5d4d6aa"), res.get("pipeline_avx512_fp32_5d4d6aa")
     if b and c:
         out += (
             f"; at commit `{c['commit']}`, {f(b['dvc_repro_s'] / 60, 1)} minutes in bfloat16"
@@ -1276,16 +1279,19 @@ def search_setup(res: Results) -> str:
 
 REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_run": run_region("pipeline"),
-    "pipeline_table": pipeline_table,
+    "pipeline_table": lambda res: pipeline_table(
+        res, "pipeline", ("pipeline_avx2_5ad5ad0", "pipeline_before")
+    ),
     "pipeline_findings": pipeline_findings,
     "pipeline_claims": pipeline_claims,
     "pipeline.install_minutes": pipeline_install_minutes,
     "pipeline_avx512_run": run_region("pipeline_avx512"),
     "pipeline_avx512_table": lambda res: pipeline_table(
-        res, "pipeline_avx512", "pipeline_avx512_bf16"
+        res, "pipeline_avx512", ("pipeline_avx512_before",)
     ),
     "pipeline_avx512_claims": lambda res: pipeline_claims(res, "pipeline_avx512"),
-    "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16"),
+    "pipeline_avx512_fp32_run": run_region("pipeline_avx512_fp32_5d4d6aa"),
+    "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16_5d4d6aa"),
     "pipeline_dtype": pipeline_dtype,
     "pipeline_avx512.summary": pipeline_avx512_summary,
     "suite_avx512_run": run_region("suite_avx512"),
