@@ -13,7 +13,8 @@ bench/machine.py, versions read from the clone's venv); the full logs beside the
 section.key=value` edits the clone's params.yaml before the run (e.g. `engine.dtype=float32`
 with the trainers' dtypes, to time the float32 pipeline on a CPU where `dtype: auto` is
 bfloat16); the overrides are recorded. `--out` writes elsewhere than pipeline.json
-(pipeline_avx512.json for a machine with native bfloat16).
+(pipeline_avx512.json for a machine with native bfloat16). `--refresh-tests LOG` only
+re-derives a results file's slowest tests from that run's saved `make test` log.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import machine
+import suite
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
@@ -91,6 +93,23 @@ def pytest_counts(lines: list[tuple[float, str]]) -> dict[str, float]:
     return out
 
 
+def slowest_tests(texts: list[str], count: int = 10) -> dict[str, Any]:
+    """`make test`'s slowest test phases (pytest's --durations lines, as `bench/suite.py`
+    records them) under `make_test_slowest_<i>_{test,s}`."""
+    got = suite.parse(texts, count)
+    return {f"make_test_{k}": v for k, v in got.items() if k.startswith("slowest_")}
+
+
+def refresh_tests(out: Path, log: Path) -> None:
+    """Re-derive the `make test` figures of the results file `out` from the run's own test
+    log (`<clone>.test.log`, lines "<seconds> <text>"), keeping its machine facts and times."""
+    texts = [m.group(1) for line in log.read_text().splitlines()
+             if (m := re.match(r"^\s*\d+\.\d (.*)$", line))]  # fmt: skip
+    if not texts:
+        sys.exit(f"{log}: no timed lines (not a log of bench/pipeline.py)")
+    machine.update_results(out, slowest_tests(texts), drop_prefix="make_test_slowest_")
+
+
 def override(params: Path, settings: list[str]) -> None:
     """Set dotted `key=value` pairs (values parsed as YAML) in a params.yaml; a key that does not
     exist is an error, as in `dvc exp run -S`."""
@@ -121,8 +140,17 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="params.yaml overrides in the clone (values parsed as YAML)",
     )
+    ap.add_argument(
+        "--refresh-tests",
+        type=Path,
+        metavar="LOG",
+        help="only re-derive --out's slowest tests from that run's `make test` log",
+    )
     machine.add_arguments(ap)
     args = ap.parse_args()
+    if args.refresh_tests:
+        refresh_tests(args.out, args.refresh_tests)
+        return
     started = machine.start(args.other_work)
     clone = Path(args.clone)
     if clone.exists():
@@ -165,7 +193,7 @@ def main() -> None:
         total, lines, code = _timed(["make", "test"], clone, log, check=False)
         results["make_test_s"] = round(total, 1)
         results["make_test_exit_code"] = code  # failures are a result too, recorded
-        results |= pytest_counts(lines)
+        results |= pytest_counts(lines) | slowest_tests([text for _, text in lines])
     venv = clone / ".venv" / "bin" / "python"
     results = machine.write_results(args.out, results, started, python=str(venv), repo=clone)
     print(json.dumps(results, indent=1))

@@ -224,7 +224,17 @@ def _pipeline_tests(r: dict) -> str:
         + (f", exit code {r['make_test_exit_code']}" if "make_test_exit_code" in r else "")
         + (f"; {counts}" if counts else "; outcome counts not recorded")
         + "."
+        + _slowest(r, "make_test_slowest_")
     )
+
+
+def _slowest(r: dict, prefix: str) -> str:
+    """The slowest test phases stored under `<prefix><i>_{test,s}`, as a table ("" if none)."""
+    slow = sorted(int(m.group(1)) for k in r if (m := re.fullmatch(rf"{prefix}(\d+)_s", k)))
+    if not slow:
+        return ""
+    rows = [[str(i), f"`{r[f'{prefix}{i}_test']}`", f(r[f"{prefix}{i}_s"], 1)] for i in slow]
+    return " Its slowest test phases:\n\n" + table(["#", "test (phase)", "seconds"], rows)
 
 
 def claims_rows(r: dict, prefix: str, ids: list[str], labels: dict[str, str] | None = None):
