@@ -523,6 +523,11 @@ def pipeline_dvc_repro_minutes(res: Results) -> str:
     return f(res["pipeline"]["dvc_repro_s"] / 60, 1)
 
 
+def pipeline_make_test_minutes(res: Results) -> str:
+    r = res["pipeline"]
+    return f(r["make_test_s"] / 60, 1) if "make_test_s" in r else "(not timed)"
+
+
 def pipeline_commit(res: Results) -> str:
     return f"`{res['pipeline']['commit']}`"
 
@@ -1315,6 +1320,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "search_table": lambda res: search_budget(res, "search"),
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
+    "pipeline.make_test_minutes": pipeline_make_test_minutes,
     "pipeline.machine": pipeline_machine,
     "rollout_run": run_region("rollout"),
     "rollout_table": rollout_table,
