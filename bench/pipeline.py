@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "pipeline.json"
 STAGE = re.compile(r"Running stage '([\w-]+)'")
 # pytest's last line: "==== 393 passed, 3 skipped, 1 xfailed in 2081.12s (0:34:41) ===="
-PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|deselected)\b")
 PYTEST_TIME = re.compile(r" in (\d+(?:\.\d+)?)s\b")
 METRICS = {  # flattened into the results under these prefixes
     "eval": "data/eval/metrics.json",
@@ -86,7 +85,7 @@ def pytest_counts(lines: list[tuple[float, str]]) -> dict[str, float]:
     summary = next((text for _, text in reversed(lines) if PYTEST_TIME.search(text)), "")
     out: dict[str, float] = {
         f"make_test_{kind.rstrip('s') if kind.startswith('error') else kind}": int(n)
-        for n, kind in PYTEST_COUNT.findall(summary)
+        for n, kind in suite.COUNT.findall(summary)
     }
     if m := PYTEST_TIME.search(summary):
         out["make_test_pytest_s"] = float(m.group(1))

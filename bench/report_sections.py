@@ -224,17 +224,17 @@ def _pipeline_tests(r: dict) -> str:
         + (f", exit code {r['make_test_exit_code']}" if "make_test_exit_code" in r else "")
         + (f"; {counts}" if counts else "; outcome counts not recorded")
         + "."
-        + _slowest(r, "make_test_slowest_")
+        + (f" Its slowest test phases:\n\n{slow}" if (slow := slowest(r, "make_test_")) else "")
     )
 
 
-def _slowest(r: dict, prefix: str) -> str:
-    """The slowest test phases stored under `<prefix><i>_{test,s}`, as a table ("" if none)."""
-    slow = sorted(int(m.group(1)) for k in r if (m := re.fullmatch(rf"{prefix}(\d+)_s", k)))
-    if not slow:
-        return ""
-    rows = [[str(i), f"`{r[f'{prefix}{i}_test']}`", f(r[f"{prefix}{i}_s"], 1)] for i in slow]
-    return " Its slowest test phases:\n\n" + table(["#", "test (phase)", "seconds"], rows)
+def slowest(r: dict, prefix: str = "") -> str:
+    """The slowest test phases stored under `<prefix>slowest_<i>_{test,s}` (bench/suite.py's
+    `parse`), as a table; "" if none."""
+    key = f"{prefix}slowest_"
+    slow = sorted(int(m.group(1)) for k in r if (m := re.fullmatch(rf"{key}(\d+)_s", k)))
+    rows = [[str(i), f"`{r[f'{key}{i}_test']}`", f(r[f"{key}{i}_s"], 1)] for i in slow]
+    return table(["#", "test (phase)", "seconds"], rows, right=2) if rows else ""
 
 
 def claims_rows(r: dict, prefix: str, ids: list[str], labels: dict[str, str] | None = None):
@@ -439,9 +439,7 @@ def suite(res: Results, name: str = "suite") -> str:
         f" on this machine.",
         "",
     ]
-    slow = sorted(int(k.split("_")[1]) for k in r if re.fullmatch(r"slowest_\d+_s", k))
-    rows = [[str(i), f"`{r[f'slowest_{i}_test']}`", f(r[f"slowest_{i}_s"], 1)] for i in slow]
-    return "\n".join(out) + "\n" + table(["#", "test (phase)", "seconds"], rows, right=2)
+    return "\n".join(out) + "\n" + slowest(r)
 
 
 def suite_parallel(res: Results) -> str:
