@@ -12,6 +12,7 @@ from rwpipe.config import RLConfig
 from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
+from rwpipe.train.losses import next_token_logsoftmax, token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
 # One sequence to train on: prompt + completion ids, the prompt length, per-token advantages.
@@ -44,17 +45,6 @@ def _tensors(policy: Policy, batch: Sequence[Item]) -> tuple[Any, ...]:
     return ids, mask, start, resp, adv
 
 
-def _window_logprobs(logits: torch.Tensor) -> torch.Tensor:
-    """log-softmax (float32) of positions start .. seq - 2, which predict tokens start + 1 ..
-    seq - 1, from `logits` of positions start .. seq - 1."""
-    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
-
-
-def _token_logps(logp: torch.Tensor, ids: torch.Tensor, start: int) -> torch.Tensor:
-    """(B, seq - 1 - start): log p of each token start + 1 .. seq - 1."""
-    return logp.gather(-1, ids[:, start + 1 :, None]).squeeze(-1)
-
-
 @torch.no_grad()
 def _fixed_logps(policy: Policy, cfg: RLConfig, micro: Sequence[Sequence[Item]]):
     """Per micro-batch: the sampling policy's log-probs (only when ppo_epochs > 1; with one
@@ -62,11 +52,11 @@ def _fixed_logps(policy: Policy, cfg: RLConfig, micro: Sequence[Sequence[Item]])
     old, ref = [], []
     for batch in micro:
         ids, mask, start, _, _ = _tensors(policy, batch)
+        # logits of positions start .. seq - 1: log-probs of tokens start + 1 .. seq - 1
         if cfg.ppo_epochs > 1:
-            old.append(_token_logps(_window_logprobs(policy.logits(ids, mask, start)), ids, start))
+            old.append(token_logprobs(policy.logits(ids, mask, start), ids[:, start:]))
         if cfg.kl_coef > 0:
-            logits = policy.reference_logits(ids, mask, start)
-            ref.append(_token_logps(_window_logprobs(logits), ids, start))
+            ref.append(token_logprobs(policy.reference_logits(ids, mask, start), ids[:, start:]))
     return old, ref
 
 
@@ -76,8 +66,8 @@ def _micro_step(policy: Policy, cfg: RLConfig, batch: Sequence[Item], old: Any, 
     (`totals`: sequences, tokens) so that the micro-batches add up to the batch loss exactly;
     returns its weighted statistics."""
     ids, mask, start, resp, adv = _tensors(policy, batch)
-    logp = _window_logprobs(policy.logits(ids, mask, start))
-    logps = _token_logps(logp, ids, start)
+    logp = next_token_logsoftmax(policy.logits(ids, mask, start))  # kept for the entropy
+    logps = logp.gather(-1, ids[:, start + 1 :, None]).squeeze(-1)
     loss, stats = policy_loss(
         logps, old if old is not None else logps.detach(), adv, resp, clip_low=cfg.clip_low,
         clip_high=cfg.clip_high, agg=cfg.loss_agg, max_tokens=cfg.sampling.max_new_tokens,

@@ -39,10 +39,15 @@ def step_bce_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tenso
     return (per * mask).sum() / mask.sum().clamp(min=1)
 
 
+def next_token_logsoftmax(logits: torch.Tensor) -> torch.Tensor:
+    """The float32 log-softmax over the vocabulary of positions 0 .. seq - 2, each predicting
+    the next token: (batch, seq - 1, vocab)."""
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token t | tokens < t) for t = 1..seq-1, as (batch, seq - 1)."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+    return next_token_logsoftmax(logits).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 
 def keep_from(ids: torch.Tensor, start: int) -> int | torch.Tensor:
