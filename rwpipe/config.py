@@ -41,6 +41,10 @@ class ModelConfig:
     revision: str | None = None  # hub revision; ignored for local sources
     # Weights as saved. auto: the source's dtype, float32 for a dequantised GGUF.
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    # Where a dequantised GGUF is kept, keyed by the file's SHA-256 and everything else the
+    # conversion depends on, so converting the same file again (a fresh DVC workspace, a
+    # `dvc exp run --temp`, CI) copies it instead of dequantising; "" converts every time.
+    cache_dir: str = "~/.cache/rwpipe/models"
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):

@@ -85,7 +85,8 @@ def test_local_dir_materialises_and_reloads(tiny_dir: Path, tmp_path: Path) -> N
     from safetensors.torch import load_file
 
     out = tmp_path / "model"
-    info = materialize_model(ModelConfig(source=str(tiny_dir)), out)
+    info = materialize_model(ModelConfig(source=str(tiny_dir), cache_dir=str(tmp_path / "c")), out)
+    assert not (tmp_path / "c").exists()  # a directory loads as fast as a copy: not cached
     assert info["kind"] == "local" and info["architecture"] == "LlamaForCausalLM"
     assert info["dtype"] == "float32" and info["revision"] is None
     assert {"model.safetensors", "tokenizer.json", "chat_template.jinja"} <= set(info["files"])
@@ -104,6 +105,19 @@ def test_local_dir_converts_dtype(tiny_dir: Path, tmp_path: Path) -> None:
     assert info["dtype"] == "bfloat16"
     weights = load_file(tmp_path / "m" / "model.safetensors")
     assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+
+
+def test_a_cache_that_cannot_be_written_costs_nothing(tmp_path: Path, capsys) -> None:
+    from rich.console import Console
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    materialize._store(out, blocked / "entry", Console(stderr=True))  # no directory under a file
+    assert "model.cache_dir: not cached" in capsys.readouterr().err
+    assert (out / "config.json").is_file()
 
 
 def test_missing_path_is_one_line_input_error(tmp_path: Path) -> None:
@@ -184,8 +198,27 @@ def test_alias_answers_through_chat_template(smollm2: tuple[Path, dict]) -> None
 
 
 @pytest.mark.slow
-def test_alias_conversion_is_deterministic(smollm2: tuple[Path, dict], tmp_path: Path) -> None:
-    first, _ = smollm2
-    materialize_model(ModelConfig(), tmp_path / "again")
+def test_alias_conversion_is_deterministic_and_cached(
+    smollm2: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, info = smollm2
+    cache = tmp_path / "cache"
+    # an empty cache: a real conversion, which also fills the cache
+    assert materialize_model(ModelConfig(cache_dir=str(cache)), tmp_path / "again") == info
     for name in sorted(p.name for p in first.iterdir()):  # weights, configs, tokenizer, info
         assert sha256(tmp_path / "again" / name) == sha256(first / name), name
+    (entry,) = cache.iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == sorted([*info["files"], INFO_FILE])
+
+    def no_conversion(*args: object) -> None:
+        raise AssertionError("a cached conversion was converted again")
+
+    monkeypatch.setattr(materialize, "load_source", no_conversion)
+    got = materialize_model(ModelConfig(cache_dir=str(cache)), tmp_path / "copied")
+    assert got == info
+    for name in [*info["files"], INFO_FILE]:
+        assert sha256(tmp_path / "copied" / name) == sha256(first / name), name
+    # the key holds the saved dtype: another dtype is not this entry
+    with pytest.raises(AssertionError, match="converted again"):
+        materialize_model(ModelConfig(cache_dir=str(cache), dtype="bfloat16"), tmp_path / "bf16")
+    assert not (tmp_path / "bf16").exists()  # nothing half-written

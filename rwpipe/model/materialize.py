@@ -15,8 +15,11 @@ gives byte-identical files and DVC keeps downstream stages cached.
 """
 
 import contextlib
+import hashlib
 import importlib.util
+import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,10 +96,17 @@ def materialize_model(cfg: ModelConfig, out_dir: Path) -> dict[str, Any]:
     console = Console(stderr=True)
     with _step(console, f"Resolving model.source '{cfg.source}'"):
         source = resolve_source(cfg)
+    entry = _cache_entry(cfg, source)
+    if entry is not None and (entry / INFO_FILE).is_file():
+        with _step(console, f"Copying the converted model from {entry}"):
+            with artifacts.atomic_path(out_dir) as tmp:
+                return _copy_cached(entry, tmp, cfg.source, source)
     with _step(console, f"Loading {source.kind} model {cfg.source}"):
         model, tokenizer = load_source(source, cfg.dtype)
     with _step(console, f"Saving {out_dir}"), artifacts.atomic_path(out_dir) as tmp:
         info = _save(model, tokenizer, tmp, cfg.source, source)
+    if entry is not None:
+        _store(out_dir, entry, console)
     return info
 
 
@@ -291,6 +301,59 @@ def _save(
     }
     artifacts.write_json(info, out / INFO_FILE)
     return info
+
+
+# ----------------------------------------------------------------------------------------------
+# The conversion cache: a dequantised GGUF, kept so that converting the same file is a copy
+
+# Bump when what a conversion writes changes for the same GGUF, dtype and transformers version.
+CACHE_FORMAT = 1
+
+
+def _cache_entry(cfg: ModelConfig, source: Source) -> Path | None:
+    """The cache directory for this conversion, or None when it is not cached (the cache is
+    off, or the source is a model directory: loading one is as fast as copying it).
+
+    The key is everything the written files depend on: the GGUF's SHA-256 (its content, not
+    its path), the saved dtype, the eos token an alias sets, the transformers version that
+    dequantises and saves, and CACHE_FORMAT.
+    """
+    if not cfg.cache_dir or source.path.suffix != ".gguf":
+        return None
+    import transformers
+
+    with source.path.open("rb") as f:
+        gguf_sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    key = {
+        "gguf_sha256": gguf_sha256,
+        "dtype": cfg.dtype,
+        "eos_token": source.eos_token,
+        "transformers": transformers.__version__,
+        "format": CACHE_FORMAT,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return Path(cfg.cache_dir).expanduser() / digest
+
+
+def _copy_cached(entry: Path, out: Path, spec: str, source: Source) -> dict[str, Any]:
+    """Copy a cached conversion into `out`; its info names this call's source."""
+    out.mkdir()
+    info = json.loads((entry / INFO_FILE).read_text())
+    for name in info["files"]:  # the model's files; the info is written below
+        shutil.copyfile(entry / name, out / name)
+    info |= {"source": spec, "kind": source.kind, "revision": source.revision}
+    artifacts.write_json(info, out / INFO_FILE)
+    return info
+
+
+def _store(out: Path, entry: Path, console: Console) -> None:
+    """Keep a copy of a fresh conversion in the cache; a cache that cannot be written (a
+    read-only home, a full disk) costs the next run a conversion, never this one its output."""
+    try:
+        with artifacts.atomic_path(entry) as tmp:
+            shutil.copytree(out, tmp)
+    except OSError as exc:
+        console.print(f"[yellow]model.cache_dir: not cached ({artifacts.one_line(exc)})[/yellow]")
 
 
 @contextlib.contextmanager
