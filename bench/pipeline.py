@@ -9,7 +9,9 @@ every line of their output, so each DVC stage's wall time is the gap between its
 stage" line and the next one. Results: bench/results/pipeline.json (seconds per stage, totals,
 every number of the run's metrics files flattened: eval_*, train_rm_*, train_prm_*, rl_train_*,
 search_*; the RL difference's verdict; `make test`'s counts; the machine facts of
-bench/machine.py, versions read from the clone's venv); the full logs beside the clone. `--set
+bench/machine.py, versions read from the clone's venv); the full logs beside the clone. The
+clone's model.cache_dir is an empty directory beside it, so the model stage converts as on a
+fresh machine (unless `--set model.cache_dir=...` says otherwise). `--set
 section.key=value` edits the clone's params.yaml before the run (e.g. `engine.dtype=float32`
 with the trainers' dtypes, to time the float32 pipeline on a CPU where `dtype: auto` is
 bfloat16); the overrides are recorded. `--out` writes elsewhere than pipeline.json
@@ -159,6 +161,9 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     results: dict = {"commit": commit}
+    if not any(item.startswith("model.cache_dir=") for item in args.set):
+        # a fresh machine's run: the model is converted, not copied from an earlier run's cache
+        args.set.append(f"model.cache_dir={clone}.model-cache")
     if args.set:
         override(clone / "params.yaml", args.set)
         results["params_overrides"] = " ".join(args.set)
