@@ -133,6 +133,12 @@ STAGES = {
 DEMO_TARGET_MIN = 30  # the issue's target for `dvc repro` on the CPU default
 
 
+def stage_order(r: dict[str, Any]) -> list[str]:
+    """The DVC stages a pipeline result timed, in the pipeline's order (unknown ones last)."""
+    stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
+    return [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
+
+
 def pipeline_table(res: Results, name: str = "pipeline",
                    before: Sequence[str] = ("pipeline_before",)) -> str:  # fmt: skip
     """Seconds per step of the timed run `name`, beside earlier runs on the same kind of
@@ -140,8 +146,7 @@ def pipeline_table(res: Results, name: str = "pipeline",
     if name not in res:
         return absent(name)
     r, bs = res[name], [res[b] for b in before if b in res]
-    stages = [k[6:-2] for k in r if k.startswith("stage_") and k.endswith("_s")]
-    order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
+    order = stage_order(r)
     keys = [("install_s", "install (`make install`: venv, pinned wheels, SmolLM2 package)")]
     keys += [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
     rows = [[label, f(r[k], 0), *(got(b, k, lambda x: f(x, 0)) for b in bs)] for k, label in keys]
@@ -281,8 +286,7 @@ def pipeline_dtype(res: Results, auto: str = "pipeline_avx512_bf16_5d4d6aa",
     a, b = res[auto], res.get(fp32)
     if b and b.get("commit") != a.get("commit"):
         return f"*`{fp32}.json` (`{b.get('commit')}`) is not of `{auto}.json`'s commit.*"
-    stages = [k[6:-2] for k in a if k.startswith("stage_") and k.endswith("_s")]
-    order = [s for s in STAGES if s in stages] + [s for s in stages if s not in STAGES]
+    order = stage_order(a)
     keys = [(f"stage_{s}_s", STAGES.get(s, s)) for s in order]
     keys += [("dvc_repro_s", "**`dvc repro`**")]
 
