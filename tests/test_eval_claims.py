@@ -56,6 +56,22 @@ def test_selection_claims_are_paired_per_problem_differences():
     assert "PRM (min)" in got["prm_min_beats_pass1"]["claim"]  # `mean` was not computed
 
 
+def test_self_consistency_is_claimed_at_every_n_up_to_the_largest():
+    pass1 = [0.5, 0.5, 0.0, 0.5]
+    curves = [_curve("pass@1", n, pass1) for n in (1, 2, 4, 8)]
+    curves += [_curve("majority", 2, [0.5, 0.5, 0.0, 1.0]), _curve("majority", 4, pass1),
+               _curve("majority", 8, [1.0, 1.0, 0.0, 1.0])]  # fmt: skip
+    got = claims({}, curves)
+    assert list(got) == ["majority_beats_pass1_n2", "majority_beats_pass1_n4",
+                         "majority_beats_pass1"]  # fmt: skip
+    # N=2: differences 0, 0, 0, 0.5: mean 0.125, se 0.125
+    two = got["majority_beats_pass1_n2"]
+    assert two["estimate"] == pytest.approx(0.125) and "N=2" in two["claim"]
+    assert two["ci95_lo"] == pytest.approx(0.125 - 1.96 * 0.125) and two["verdict"] == NULL
+    assert got["majority_beats_pass1_n4"]["estimate"] == 0.0
+    assert "N=8" in got["majority_beats_pass1"]["claim"]
+
+
 def test_headline_rule_is_the_first_computed_aggregation():
     curves = [_curve("prm_last", 2, [1.0]), _curve("prm_min", 2, [1.0]), _curve("orm", 2, [1.0])]
     assert headline_rules(curves, ["orm", "prm"], ["prod", "min", "last"]) == {

@@ -5,7 +5,8 @@ under `claims`.
 Claims (each only where the run has what it needs):
 
 - `rl_raises_pass1`: the RL policy's pass@1 minus the base policy's (rollouts of both).
-- `majority_beats_pass1`: majority vote at the largest N minus pass@1 (self-consistency).
+- `majority_beats_pass1`: majority vote at the largest N minus pass@1 (self-consistency);
+  `majority_beats_pass1_n<N>` the same at each smaller N >= 2, so the claim reads as a curve.
 - `<rule>_beats_pass1`, `<rule>_beats_majority`: a reward model's best-of-N at the largest N
   minus a random sample (pass@1), and minus majority vote. `<rule>` is the ORM, and the PRM
   under its headline aggregation, the first of `eval.aggregations` defined for its scores.
@@ -92,6 +93,14 @@ def claims(
     if top < 2 or "pass@1" not in at_top:
         return out | _processbench_claim(metrics)
     base = {"pass1": ("a random sample (pass@1)", at_top["pass@1"])}
+    for n in sorted({c["n"] for c in curves if 2 <= c["n"] < top}):
+        at = {c["rule"]: c["per_problem"] for c in curves if c["n"] == n and "per_problem" in c}
+        if {"majority", "pass@1"} <= set(at):
+            est, lo, hi = paired(at["majority"], at["pass@1"])
+            out[f"majority_beats_pass1_n{n}"] = _claim(
+                f"majority vote at N={n} beats pass@1 (self-consistency)", est, lo, hi,
+                len(at["pass@1"]), "problems", PAIRED_SELECTION_CI,
+            )  # fmt: skip
     if "majority" in at_top:
         est, lo, hi = paired(at_top["majority"], at_top["pass@1"])
         out["majority_beats_pass1"] = _claim(
