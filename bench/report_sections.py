@@ -525,6 +525,21 @@ def pipeline_dvc_repro_minutes(res: Results) -> str:
     return f(res["pipeline"]["dvc_repro_s"] / 60, 1)
 
 
+def rl_grpo_delta(res: Results) -> str:
+    """bench/rl.py's verifiable-reward RL gain, with its interval and problem count."""
+    r = res["rl"]
+    interval = ci(r["grpo_delta_ci95_lo"], r["grpo_delta_ci95_hi"], signed=True)
+    return f"{sf(r['grpo_delta'])} {interval} on {r['grpo_problems']} problems"
+
+
+def pipeline_majority(res: Results) -> str:
+    """The timed default run's self-consistency claim: estimate, interval, N and verdict."""
+    r, c = res["pipeline"], "eval_claims_majority_beats_pass1"
+    n = re.search(r"N=(\d+)", r[f"{c}_claim"]).group(1)
+    return (f"{sf(r[f'{c}_estimate'])} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)} "
+            f"at N = {n} ({r[f'{c}_verdict']})")  # fmt: skip
+
+
 def pipeline_make_test_minutes(res: Results) -> str:
     r = res["pipeline"]
     return f(r["make_test_s"] / 60, 1) if "make_test_s" in r else "(not timed)"
@@ -1323,6 +1338,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline.dvc_repro_minutes": pipeline_dvc_repro_minutes,
     "pipeline.commit": pipeline_commit,
     "pipeline.make_test_minutes": pipeline_make_test_minutes,
+    "pipeline.majority": pipeline_majority,
+    "rl.grpo_delta": rl_grpo_delta,
     "pipeline.machine": pipeline_machine,
     "rollout_run": run_region("rollout"),
     "rollout_table": rollout_table,
