@@ -218,6 +218,10 @@ def test_alias_conversion_is_deterministic_and_cached(
     assert got == info
     for name in [*info["files"], INFO_FILE]:
         assert sha256(tmp_path / "copied" / name) == sha256(first / name), name
+    # an entry damaged since (a file deleted by hand) is converted again, not an error
+    (entry / "tokenizer.json").unlink()
+    with pytest.raises(AssertionError, match="converted again"):
+        materialize_model(ModelConfig(cache_dir=str(cache)), tmp_path / "damaged")
     # the key holds the saved dtype: another dtype is not this entry
     with pytest.raises(AssertionError, match="converted again"):
         materialize_model(ModelConfig(cache_dir=str(cache), dtype="bfloat16"), tmp_path / "bf16")

@@ -12,6 +12,11 @@ models), the tokenizer writes its files and chat template, and `rwpipe-model.jso
 what was built. All of it goes into a temporary directory that replaces `out_dir` in one
 rename. Nothing written depends on the clock or the temporary path, so materialising twice
 gives byte-identical files and DVC keeps downstream stages cached.
+
+A GGUF is dequantised once: the files are kept under `model.cache_dir`, keyed by the GGUF's
+SHA-256 and everything else the written bytes depend on, and a later conversion of the same
+file copies them (a fresh workspace, `dvc exp run --temp`, CI). An entry damaged since it was
+written is converted again; a cache that cannot be written is skipped with a warning.
 """
 
 import contextlib
@@ -98,9 +103,13 @@ def materialize_model(cfg: ModelConfig, out_dir: Path) -> dict[str, Any]:
         source = resolve_source(cfg)
     entry = _cache_entry(cfg, source)
     if entry is not None and (entry / INFO_FILE).is_file():
-        with _step(console, f"Copying the converted model from {entry}"):
-            with artifacts.atomic_path(out_dir) as tmp:
-                return _copy_cached(entry, tmp, cfg.source, source)
+        try:
+            with _step(console, f"Copying the converted model from {entry}"):
+                with artifacts.atomic_path(out_dir) as tmp:
+                    return _copy_cached(entry, tmp, cfg.source, source)
+        except (OSError, ValueError, KeyError) as exc:  # an entry damaged since: convert
+            console.print(f"[yellow]model.cache_dir: {artifacts.one_line(exc)}; "
+                          "converting instead[/yellow]")  # fmt: skip
     with _step(console, f"Loading {source.kind} model {cfg.source}"):
         model, tokenizer = load_source(source, cfg.dtype)
     with _step(console, f"Saving {out_dir}"), artifacts.atomic_path(out_dir) as tmp:
