@@ -1172,10 +1172,14 @@ def _validity_label(r: dict, i: str) -> str:
     return ("a. " if i.startswith("majority") else "b. ") + text
 
 
+CLAIM_C = "validity_claim_c"  # bench/validity.py --claim-c-only
+
+
 def validity_setup(res: Results) -> str:
     if "validity" not in res:
         return absent("validity")
     r = res["validity"]
+    rc = res.get(CLAIM_C, r)
     seconds = sum(v for k, v in r.items() if k.endswith("_s") and isinstance(v, (int, float)))
     return (
         f"Policy `{r['policy']}` (GGUF, SHA-256 pinned in `bench/models.py`), answers of at most "
@@ -1183,8 +1187,8 @@ def validity_setup(res: Results) -> str:
         f"than the policy). GSM8K train: {r['n_train']} problems × 4 rollouts for labels "
         f"(each label set under {r['label_budget_tokens']:,} generated tokens) and verifier "
         f"training; GSM8K test: {r['n_eval']} problems × {r['samples']} samples for the "
-        f"selection claims; {r['pb_items']} ProcessBench GSM8K solutions (half erroneous) for "
-        f"label quality, completions of at most {r['pb_max_new_tokens']} tokens. Base policy "
+        f"selection claims; {rc['pb_items']} ProcessBench GSM8K solutions (half erroneous) for "
+        f"label quality, completions of at most {rc['pb_max_new_tokens']} tokens. Base policy "
         f"pass@1 on the test problems: {got(r, 'policy_pass@1', f)}. The rwpipe commands took "
         f"{minutes(seconds)} in all (per command in the results file)."
     )
@@ -1196,20 +1200,21 @@ def validity_table(res: Results) -> str:
     r = res["validity"]
     ids = _validity_ids(r)
     rows, methods = claims_rows(r, "claim_", ids, {i: _validity_label(r, i) for i in ids})
+    rc = res.get(CLAIM_C, r)  # claim c's own run (--claim-c-only) supersedes the main run's
     for m, name in (("mc", "MC (Math-Shepherd)"), ("omegaprm", "OmegaPRM")):
         c = f"claim_c_{m}_minus_outcome_rule"
-        if f"{c}_estimate" not in r:
+        if f"{c}_estimate" not in rc:
             continue
         k = f"claim_c_{m}"
-        f1 = f"{f(r[f'{k}_f1'])} {ci(r[f'{k}_f1_ci95_lo'], r[f'{k}_f1_ci95_hi'])}"
-        tokens = f(r[f"{k}_tokens_per_label"], 0)
+        f1 = f"{f(rc[f'{k}_f1'])} {ci(rc[f'{k}_f1_ci95_lo'], rc[f'{k}_f1_ci95_hi'])}"
+        tokens = f(rc[f"{k}_tokens_per_label"], 0)
         rows.append([
             f"c. {name} first-error labels from the policy beat the outcome rule on "
             f"ProcessBench (F1 {f1}; {tokens} tokens per label)",
-            f"{sf(r[f'{c}_estimate'])} {ci(r[f'{c}_ci95_lo'], r[f'{c}_ci95_hi'], signed=True)}",
-            f"{r[f'{c}_n']} solutions", f"**{r[f'{c}_verdict']}**",
+            f"{sf(rc[f'{c}_estimate'])} {ci(rc[f'{c}_ci95_lo'], rc[f'{c}_ci95_hi'], signed=True)}",
+            f"{rc[f'{c}_n']} solutions", f"**{rc[f'{c}_verdict']}**",
         ])  # fmt: skip
-        methods.append(r[f"{c}_ci_method"])
+        methods.append(rc[f"{c}_ci_method"])
     for credit, name in (("sum", "`sum`"), ("clip", "`clip`"), ("min", "`min_form`"),
                          ("delta", "`delta`"), ("verifiable", "")):  # fmt: skip
         c = f"claim_d_{credit}"
@@ -1232,7 +1237,11 @@ def validity_table(res: Results) -> str:
         return "*No claim finished in this results file.*"
     out = table(["claim", "estimate [95% CI]", "n", "verdict"], rows)
     methods = sorted({m for m in methods if m})
-    return out + "\n\n95% CI: " + "; ".join(methods) + f".\n\nd: {r['claim_d']}."
+    out += "\n\n95% CI: " + "; ".join(methods) + "."
+    if rc is not r:
+        out += (f"\n\nc: from `bench/results/{CLAIM_C}.json`, its own run of `--claim-c-only` "
+                f"on {rc['pb_items']} solutions (its machine line above).")  # fmt: skip
+    return out + f"\n\nd: {r['claim_d']}."
 
 
 # ---- PRM kinds --------------------------------------------------------------------------------
@@ -1372,6 +1381,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_prm_table": rl_prm_table,
     "rl_prm_notes": rl_prm_notes,
     "validity_run": run_region("validity"),
+    "validity_claim_c_run": run_region(CLAIM_C),
     "validity_setup": validity_setup,
     "validity_table": validity_table,
     "prm_kinds_run": run_region("prm_kinds"),

@@ -260,3 +260,10 @@ def test_validity_claims_in_the_issue_order_with_each_verifier_named(bench):
     ]
     assert rows[3].endswith("| −0.200 [−0.300, −0.100] | 32 problems | **contradicted** |")
     assert "*Not run: `bench/results/validity.json` is absent.*" == sections.validity_table({})
+    # claim c's own run (--claim-c-only) replaces the main run's claim c, and says so
+    own = {k: v for k, v in r.items() if k.startswith("claim_c_")}
+    own |= {"claim_c_mc_minus_outcome_rule_n": 100, "claim_c_mc_f1": 0.5, "pb_items": 100}
+    text = sections.validity_table({"validity": r, "validity_claim_c": own})
+    (c,) = [x for x in text.splitlines() if x.startswith("| c. ")]
+    assert "F1 0.500" in c and "| 100 solutions |" in c
+    assert "validity_claim_c.json" in text and "16 solutions" not in text
