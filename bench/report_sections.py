@@ -446,6 +446,34 @@ def suite(res: Results, name: str = "suite") -> str:
     return "\n".join(out) + "\n" + slowest(r)
 
 
+def suite_before_after(res: Results, after: str = "suite", before: str = "pipeline") -> str:
+    """The suite's ten slowest test phases now (`after`, bench/suite.py) beside the same phases
+    in an earlier `make test` on the same kind of machine (`before`: bench/pipeline.py --tests),
+    and the two totals."""
+    if after not in res or "make_test_pytest_s" not in res.get(before, {}):
+        return absent(after if after not in res else before)
+    a, b = res[after], res[before]
+    was = {b[f"make_test_slowest_{i}_test"]: b[f"make_test_slowest_{i}_s"]
+           for i in range(1, 11) if f"make_test_slowest_{i}_test" in b}  # fmt: skip
+    rows = []
+    for i in range(1, 11):
+        if f"slowest_{i}_test" not in a:
+            break
+        test = a[f"slowest_{i}_test"]
+        old = f(was[test], 1) if test in was else "not among the ten"
+        rows.append([str(i), f"`{test}`", old, f(a[f"slowest_{i}_s"], 1)])
+    gone = [t for t in was if t not in {a.get(f"slowest_{i}_test") for i in range(1, 11)}]
+    out = (f"- Whole suite: {f(b['make_test_pytest_s'], 0)} s at `{b['commit']}` → "
+           f"{f(a['suite_s'], 0)} s at `{a.get('git_commit', '?')[:7]}` "
+           f"({f(a['suite_s'] / 60, 1)} minutes; target ≤ {SUITE_TARGET_MIN}: "
+           f"{_met(a['suite_s'] / 60 <= SUITE_TARGET_MIN)}).")  # fmt: skip
+    out += "\n\n" + table(["#", "test (phase)", "before, s", "after, s"], rows, right=2)
+    if gone:
+        out += "\n\nOut of the ten since: " + ", ".join(
+            f"`{t}` ({f(was[t], 1)} s)" for t in gone) + "."  # fmt: skip
+    return out
+
+
 def suite_parallel(res: Results) -> str:
     """The suite under pytest-xdist against the serial run of the same session."""
     if "suite_avx512_xdist" not in res:
@@ -1335,6 +1363,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16_5d4d6aa"),
     "pipeline_dtype": pipeline_dtype,
     "pipeline_avx512.summary": pipeline_avx512_summary,
+    "suite_run": run_region("suite"),
+    "suite": suite,
+    "suite_before_after": suite_before_after,
     "suite_avx512_run": run_region("suite_avx512"),
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
     "suite_avx512_xdist_run": run_region("suite_avx512_xdist"),

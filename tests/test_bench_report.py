@@ -267,3 +267,21 @@ def test_validity_claims_in_the_issue_order_with_each_verifier_named(bench):
     (c,) = [x for x in text.splitlines() if x.startswith("| c. ")]
     assert "F1 0.500" in c and "| 100 solutions |" in c
     assert "validity_claim_c.json" in text and "16 solutions" not in text
+
+
+def test_suite_before_after_pairs_each_slow_test_with_its_earlier_time(bench):
+    sections = bench["report_sections"]
+    before = {"commit": "c16d054", "make_test_pytest_s": 2725.0}
+    slow = {"1": ("t::a (call)", 500.0), "2": ("t::b (call)", 400.0)}
+    for i, (test, s) in slow.items():
+        before |= {f"make_test_slowest_{i}_test": test, f"make_test_slowest_{i}_s": s}
+    after = {"suite_s": 1500.0, "git_commit": "abcdef0123"}
+    after |= {"slowest_1_test": "t::a (call)", "slowest_1_s": 300.0,
+              "slowest_2_test": "t::c (setup)", "slowest_2_s": 200.0}  # fmt: skip
+    text = sections.suite_before_after({"suite": after, "pipeline": before})
+    assert "2725 s at `c16d054` → 1500 s at `abcdef0`" in text and "**not met**" in text
+    rows = [x for x in text.splitlines() if x.startswith("| 1 ") or x.startswith("| 2 ")]
+    assert rows == ["| 1 | `t::a (call)` | 500.0 | 300.0 |",
+                    "| 2 | `t::c (setup)` | not among the ten | 200.0 |"]  # fmt: skip
+    assert "Out of the ten since: `t::b (call)` (400.0 s)." in text
+    assert sections.suite_before_after({"pipeline": before}).startswith("*Not run")
