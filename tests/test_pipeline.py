@@ -62,7 +62,7 @@ def repo(tmp_path_factory) -> Path:
     params["rl"]["sampling"] |= {"max_new_tokens": 48}
     params["eval"]["search"] |= {"problems": 1, "max_steps": 2, "step_max_tokens": 24}
     params["search"] |= {"problems": 2, "max_steps": 2, "step_max_tokens": 24}
-    params["eval"] |= {"processbench": "sample", "processbench_max": 6}  # of both shipped subsets
+    params["eval"] |= {"processbench": "sample", "processbench_max": 3}  # of both shipped subsets
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _sh(root, "git", "init", "-q")
     _sh(root, "git", "config", "user.email", "t@example.invalid")
@@ -100,7 +100,7 @@ def test_repro_builds_then_is_a_no_op(repo):
     assert metrics["rl_vs_base"]["problems"] == 2 and "pass@1" in metrics["policy_rl"]
     assert metrics["search"]["problems"] == 1 and metrics["search"]["tokens_per_problem"] > 0
     assert {k: v["solutions"] for k, v in metrics["processbench"].items() if k != "average"} == {
-        "gsm8k": 6, "math": 6
+        "gsm8k": 3, "math": 3
     }  # fmt: skip
     assert "outcome rule" in metrics["processbench_baselines"]["math"]
     assert {"rl_raises_pass1", "majority_beats_pass1", "prm_beats_outcome_rule"} <= set(
