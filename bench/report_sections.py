@@ -474,6 +474,13 @@ def suite_before_after(res: Results, after: str = "suite", before: str = "pipeli
     return out
 
 
+def suite_minutes(res: Results) -> str:
+    """The latest AVX2 suite run (bench/suite.py): its minutes and its commit, inline."""
+    r = res["suite"]
+    dirty = " with uncommitted changes" if r.get("git_dirty") else ""
+    return f"{f(r['suite_s'] / 60, 1)} minutes at commit `{r['git_commit'][:7]}`{dirty}"
+
+
 def suite_parallel(res: Results) -> str:
     """The suite under pytest-xdist against the serial run of the same session."""
     if "suite_avx512_xdist" not in res:
@@ -1366,6 +1373,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "suite_run": run_region("suite"),
     "suite": suite,
     "suite_before_after": suite_before_after,
+    "suite.minutes": suite_minutes,
     "suite_avx512_run": run_region("suite_avx512"),
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
     "suite_avx512_xdist_run": run_region("suite_avx512_xdist"),
