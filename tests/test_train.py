@@ -28,6 +28,7 @@ from rwpipe.train.losses import (
     bradley_terry_loss,
     implicit_prm_loss,
     pointwise_bce_loss,
+    response_mask,
     step_bce_loss,
     token_logprobs,
 )
@@ -271,3 +272,14 @@ def test_nothing_to_learn_is_an_input_error(tmp_path, tiny_dir):
     unlabelled = _labels().filter(pa.array([s == "eval" for s in _labels()["split"].to_pylist()]))
     with pytest.raises(InputError, match="no step labels"):
         _train(tmp_path, tiny_dir, TrainPRMConfig(optim=OPTIM), labels=unlabelled)
+
+
+def test_response_mask_whole_and_cropped_to_a_window():
+    # (prompt_len, seq_len): column t - 1 predicts token t, a response token when t >= prompt_len
+    spans = [(3, 6), (2, 4)]
+    whole = response_mask(spans, 5)
+    assert whole.tolist() == [[0, 0, 1, 1, 1], [0, 1, 1, 0, 0]]
+    # the RL update's window: from position start = min(prompt_len) - 1 on, the same columns
+    window = response_mask(spans, 5 - 1, start=1)
+    assert window.tolist() == whole[:, 1:].tolist()
+    assert response_mask([(0, 3)], 2).tolist() == [[1, 1]]  # no prompt: every prediction

@@ -12,7 +12,7 @@ from rwpipe.config import RLConfig
 from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
-from rwpipe.train.losses import next_token_logsoftmax, token_logprobs
+from rwpipe.train.losses import next_token_logsoftmax, response_mask, token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
 # One sequence to train on: prompt + completion ids, the prompt length, per-token advantages.
@@ -37,10 +37,10 @@ def _tensors(policy: Policy, batch: Sequence[Item]) -> tuple[Any, ...]:
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
     ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device)
     start = min(plen for _, plen, _ in batch) - 1
-    resp = torch.zeros((len(batch), ids.shape[1] - 1 - start), device=policy.device)
+    spans = [(plen, len(seq)) for seq, plen, _ in batch]
+    resp = response_mask(spans, ids.shape[1] - 1 - start, start, device=policy.device)
     adv = torch.zeros_like(resp)
     for b, (seq, plen, a) in enumerate(batch):
-        resp[b, plen - 1 - start : len(seq) - 1 - start] = 1
         adv[b, plen - 1 - start : len(seq) - 1 - start] = torch.tensor(a, device=policy.device)
     return ids, mask, start, resp, adv
 

@@ -36,6 +36,7 @@ from rwpipe.train.losses import (
     implicit_rewards,
     keep_from,
     pointwise_bce_loss,
+    response_mask,
     step_bce_loss,
     window_token_logprobs,
 )
@@ -207,10 +208,8 @@ def _response_start(examples: Sequence[Example]) -> int:
 
 def _response_mask(logps: torch.Tensor, examples: Sequence[Example]) -> torch.Tensor:
     """1 where position t-1 holds a response token t, (B, seq-1) like `logps`."""
-    response = torch.zeros_like(logps)
-    for b, e in enumerate(examples):
-        response[b, max(e.prompt_len - 1, 0) : len(e.input_ids) - 1] = 1
-    return response
+    spans = [(e.prompt_len, len(e.input_ids)) for e in examples]
+    return response_mask(spans, logps.shape[1], device=logps.device).to(logps.dtype)
 
 
 def _at_step_ends(

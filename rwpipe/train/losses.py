@@ -4,6 +4,7 @@ Conventions: `mask` is 1 where a position carries a label and 0 elsewhere; every
 mean over labelled items (so a batch's loss does not depend on its padding).
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -48,6 +49,19 @@ def next_token_logsoftmax(logits: torch.Tensor) -> torch.Tensor:
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(token t | tokens < t) for t = 1..seq-1, as (batch, seq - 1)."""
     return next_token_logsoftmax(logits).gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+
+
+def response_mask(
+    spans: Sequence[tuple[int, int]], width: int, start: int = 0, device: Any = None
+) -> torch.Tensor:
+    """1 at column j where position start + j predicts a response token, one row per
+    (prompt_len, seq_len) span: the mask of next-token log-probs from position `start` on,
+    (len(spans), width). start = 0 and width = seq - 1 is the whole sequence's (the trainers');
+    the RL update crops it to its response window."""
+    mask = torch.zeros((len(spans), width), device=device)
+    for b, (prompt_len, seq_len) in enumerate(spans):
+        mask[b, max(prompt_len - 1 - start, 0) : seq_len - 1 - start] = 1
+    return mask
 
 
 def keep_from(ids: torch.Tensor, start: int) -> int | torch.Tensor:
