@@ -88,25 +88,25 @@ def claims(
             "RL raises pass@1 over the base policy", c["delta"], c["delta_ci95_lo"],
             c["delta_ci95_hi"], c["problems"], "problems", c["ci_method"],
         )  # fmt: skip
+    by_n: dict[int, dict[str, Sequence[float]]] = {}
+    for c in curves:
+        if "per_problem" in c:
+            by_n.setdefault(c["n"], {})[c["rule"]] = c["per_problem"]
     top = max((c["n"] for c in curves), default=0)
-    at_top = {c["rule"]: c["per_problem"] for c in curves if c["n"] == top and "per_problem" in c}
+    at_top = by_n.get(top, {})
     if top < 2 or "pass@1" not in at_top:
         return out | _processbench_claim(metrics)
     base = {"pass1": ("a random sample (pass@1)", at_top["pass@1"])}
-    for n in sorted({c["n"] for c in curves if 2 <= c["n"] < top}):
-        at = {c["rule"]: c["per_problem"] for c in curves if c["n"] == n and "per_problem" in c}
+    for n in sorted(k for k in by_n if k >= 2):  # self-consistency at each N, the largest last
+        at = by_n[n]
         if {"majority", "pass@1"} <= set(at):
             est, lo, hi = paired(at["majority"], at["pass@1"])
-            out[f"majority_beats_pass1_n{n}"] = _claim(
+            key = "majority_beats_pass1" if n == top else f"majority_beats_pass1_n{n}"
+            out[key] = _claim(
                 f"majority vote at N={n} beats pass@1 (self-consistency)", est, lo, hi,
                 len(at["pass@1"]), "problems", PAIRED_SELECTION_CI,
             )  # fmt: skip
     if "majority" in at_top:
-        est, lo, hi = paired(at_top["majority"], at_top["pass@1"])
-        out["majority_beats_pass1"] = _claim(
-            f"majority vote at N={top} beats pass@1 (self-consistency)", est, lo, hi,
-            len(at_top["pass@1"]), "problems", PAIRED_SELECTION_CI,
-        )  # fmt: skip
         base["majority"] = (f"majority vote at N={top}", at_top["majority"])
     for name, rule in headline_rules(curves, models, aggregations).items():
         label = name.upper() if rule == name else f"{name.upper()} ({rule.split('_', 1)[1]})"
