@@ -236,10 +236,15 @@ def _pipeline_tests(r: dict) -> str:
 def slowest(r: dict, prefix: str = "") -> str:
     """The slowest test phases stored under `<prefix>slowest_<i>_{test,s}` (bench/suite.py's
     `parse`), as a table; "" if none."""
+    rows = [[str(i), f"`{test}`", f(s, 1)] for i, (test, s) in enumerate(phases(r, prefix), 1)]
+    return table(["#", "test (phase)", "seconds"], rows, right=2) if rows else ""
+
+
+def phases(r: dict, prefix: str = "") -> list[tuple[str, float]]:
+    """(test phase, seconds) stored under `<prefix>slowest_<i>_{test,s}`, slowest first."""
     key = f"{prefix}slowest_"
     slow = sorted(int(m.group(1)) for k in r if (m := re.fullmatch(rf"{key}(\d+)_s", k)))
-    rows = [[str(i), f"`{r[f'{key}{i}_test']}`", f(r[f"{key}{i}_s"], 1)] for i in slow]
-    return table(["#", "test (phase)", "seconds"], rows, right=2) if rows else ""
+    return [(r[f"{key}{i}_test"], r[f"{key}{i}_s"]) for i in slow]
 
 
 def claims_rows(r: dict, prefix: str, ids: list[str], labels: dict[str, str] | None = None):
@@ -453,16 +458,10 @@ def suite_before_after(res: Results, after: str = "suite", before: str = "pipeli
     if after not in res or "make_test_pytest_s" not in res.get(before, {}):
         return absent(after if after not in res else before)
     a, b = res[after], res[before]
-    was = {b[f"make_test_slowest_{i}_test"]: b[f"make_test_slowest_{i}_s"]
-           for i in range(1, 11) if f"make_test_slowest_{i}_test" in b}  # fmt: skip
-    rows = []
-    for i in range(1, 11):
-        if f"slowest_{i}_test" not in a:
-            break
-        test = a[f"slowest_{i}_test"]
-        old = f(was[test], 1) if test in was else "not among the ten"
-        rows.append([str(i), f"`{test}`", old, f(a[f"slowest_{i}_s"], 1)])
-    gone = [t for t in was if t not in {a.get(f"slowest_{i}_test") for i in range(1, 11)}]
+    now, was = phases(a), dict(phases(b, "make_test_"))
+    rows = [[str(i), f"`{test}`", f(was[test], 1) if test in was else "not among the ten",
+             f(s, 1)] for i, (test, s) in enumerate(now, 1)]  # fmt: skip
+    gone = [t for t in was if t not in dict(now)]
     out = (f"- Whole suite: {f(b['make_test_pytest_s'], 0)} s at `{b['commit']}` → "
            f"{f(a['suite_s'], 0)} s at `{a.get('git_commit', '?')[:7]}` "
            f"({f(a['suite_s'] / 60, 1)} minutes; target ≤ {SUITE_TARGET_MIN}: "
