@@ -591,8 +591,9 @@ def pipeline_machine(res: Results) -> str:
 
 
 # ---- rollout ----------------------------------------------------------------------------------
-# Two results files: rollout.json (an AVX2 machine: float32) and rollout_avx512.json (a CPU
-# with native bfloat16, where `dtype: auto` is bfloat16); each renders its own regions.
+# Three results files: rollout.json (an AVX2 machine: float32), rollout_avx512.json (AMX) and
+# rollout_avx512_noamx.json (AVX-512 BF16 without AMX), where `dtype: auto` is bfloat16; each
+# renders its own regions.
 VARIANTS = {  # key suffix at the top size -> (engine, label)
     "compiled": ("vllm", "vLLM with torch.compile (`enforce_eager: false`)"),
     "compiled_warm": ("vllm", "vLLM with torch.compile, again on the compile cache it wrote"),
@@ -1400,6 +1401,11 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rollout_avx512_limit": lambda res: rollout_limit(res, "rollout_avx512"),
     "rollout_avx512_variants": lambda res: rollout_variants(res, "rollout_avx512"),
     "rollout_avx512_targets": lambda res: rollout_targets(res, "rollout_avx512"),
+    "rollout_avx512_noamx_run": run_region("rollout_avx512_noamx"),
+    "rollout_avx512_noamx_table": lambda res: rollout_table(res, "rollout_avx512_noamx"),
+    "rollout_avx512_noamx_limit": lambda res: rollout_limit(res, "rollout_avx512_noamx"),
+    "rollout_avx512_noamx_variants": lambda res: rollout_variants(res, "rollout_avx512_noamx"),
+    "rollout_avx512_noamx_targets": lambda res: rollout_targets(res, "rollout_avx512_noamx"),
     "annotate_run": run_region("annotate"),
     "annotate_cost": annotate_cost,
     "annotate_cache": annotate_cache,
