@@ -125,6 +125,7 @@ STAGES = {
     "pairs": "pairs",
     "train_rm": "train_rm",
     "train_prm": "train_prm",
+    "rl_rewards": "rl_rewards (digests of the reward models rl reads)",
     "rl": "rl (GRPO)",
     "rollout_rl": "rollout_rl (the RL policy on eval)",
     "search": "search (every test-time method at every budget)",

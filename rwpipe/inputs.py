@@ -8,6 +8,11 @@ per file it names. A JSON is rewritten only when its content changes, so its DVC
 stable, and `prepare` / `eval` / `model` depend on theirs: editing a named file re-runs exactly
 the stages that read it.
 
+The `rl_rewards` stage does the same for the reward models rl reads (`rl_reward_models`):
+it depends on the trained ORM and PRM, but records a model's digest only while its reward
+weight is non-zero, so re-labelling and retraining the reward models does not re-run an RL
+stage that never reads them (the default: verifiable reward only).
+
 Imports nothing heavy (no torch): params, hashlib and json.
 """
 
@@ -18,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rwpipe.config import EvalConfig, ModelConfig, PrepareConfig, load_section
+from rwpipe.config import EvalConfig, ModelConfig, PrepareConfig, RLConfig, load_section
 from rwpipe.errors import InputError
 
 SYNTHETIC = "synthetic"  # prepare's built-in generator (rwpipe.prepare.SYNTHETIC)
@@ -118,6 +123,28 @@ def digest_inputs(params: str | Path) -> dict[str, dict[str, Any]]:
     }
 
 
+def rl_reward_models(
+    params: str | Path, models: dict[str, Path | None]
+) -> dict[str, dict[str, Any]]:
+    """rl's reward models, {"rl.rewards.<name>": {"value": weight, "files": {path: digest}}}:
+    a model whose weight is 0 is recorded by its weight alone (rl does not load it), so
+    retraining it leaves this record, and the rl stage that depends on it, unchanged.
+
+    Raises:
+        InputError: a model with a non-zero weight that was not given or does not exist.
+    """
+    rewards = load_section(params, "rl", RLConfig).rewards
+    record: dict[str, dict[str, Any]] = {}
+    for name, path in models.items():
+        param, weight = f"rl.rewards.{name}", getattr(rewards, name)
+        record[param] = {"value": weight}
+        if weight:
+            if path is None or not path.exists():
+                raise _missing(param, str(path) if path else f"--{name} DIR not given")
+            record[param]["files"] = digest_path(path)
+    return record
+
+
 def render(record: dict[str, Any]) -> bytes:
     """The JSON bytes of one stage's record (stable: sorted keys, fixed layout)."""
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
@@ -131,18 +158,22 @@ def write_inputs(out_dir: str | Path, params: str | Path) -> dict[str, bool]:
     """
     out_dir = Path(out_dir)
     records = {stage: render(r) for stage, r in digest_inputs(params).items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    changed = {}
-    for stage, data in records.items():
-        path = out_dir / f"{stage}.json"
-        changed[stage] = not (path.is_file() and path.read_bytes() == data)
-        if changed[stage]:
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{stage}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-    return changed
+    return {stage: write_if_changed(out_dir / f"{stage}.json", data)
+            for stage, data in records.items()}  # fmt: skip
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` atomically unless it already holds those bytes (then its mtime
+    stays too); returns whether it was written."""
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True

@@ -14,7 +14,7 @@ from rwpipe.errors import RwpipeError
 from stages.annotate import annotate
 from stages.critiques import critiques
 from stages.eval import evaluate
-from stages.inputs import inputs
+from stages.inputs import inputs, rl_rewards
 from stages.model import model
 from stages.pairs import pairs
 from stages.prepare import prepare
@@ -46,6 +46,7 @@ app.command()(critiques)
 app.command("train-rm")(train_rm)
 app.command("train-prm")(train_prm)
 app.command()(score)
+app.command("rl-rewards")(rl_rewards)
 app.command()(rl)
 app.command()(probe)
 app.command()(search)

@@ -1,4 +1,4 @@
-"""The `inputs` stage: digests of the files params.yaml names (rwpipe/inputs.py).
+"""The `inputs` and `rl_rewards` stages: digests of what params.yaml names (rwpipe/inputs.py).
 
 python -m pytest tests/test_inputs.py -q
 """
@@ -124,3 +124,60 @@ def test_the_stage_imports_no_torch(tmp_path, write_params):
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _model(root, name: str):
+    model = root / name
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    return model
+
+
+def test_rl_records_a_reward_model_only_while_its_weight_is_nonzero(tmp_path, write_params):
+    orm, prm = _model(tmp_path, "orm"), _model(tmp_path, "prm")
+    out = tmp_path / "inputs" / "rl.json"
+    unused = write_params({"rl": {"rewards": {"verifiable": 1.0}}}, name="unused.yaml")
+    run_rwpipe("rl-rewards", out, "--orm", orm, "--prm", prm, "--params", unused)
+    assert json.loads(out.read_text()) == {
+        "rl.rewards.orm": {"value": 0.0}, "rl.rewards.prm": {"value": 0.0}
+    }  # fmt: skip
+    before = (out.read_bytes(), out.stat().st_mtime_ns)
+    # retrained reward models that rl does not read: the record, bytes and mtime, stays
+    (orm / "model.safetensors").write_bytes(b"retrained")
+    (prm / "model.safetensors").write_bytes(b"retrained")
+    run_rwpipe("rl-rewards", out, "--orm", orm, "--prm", prm, "--params", unused)
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+
+    used = write_params({"rl": {"rewards": {"prm": 0.5}}}, name="used.yaml")
+    run_rwpipe("rl-rewards", out, "--orm", orm, "--prm", prm, "--params", used)
+    record = json.loads(out.read_text())
+    assert record["rl.rewards.orm"] == {"value": 0.0}
+    assert record["rl.rewards.prm"]["value"] == 0.5
+    assert set(record["rl.rewards.prm"]["files"]) == {
+        (prm / "config.json").as_posix(), (prm / "model.safetensors").as_posix()
+    }  # fmt: skip
+    digested = out.read_bytes()
+    (prm / "model.safetensors").write_bytes(b"retrained again")  # a model rl reads: a new record
+    run_rwpipe("rl-rewards", out, "--orm", orm, "--prm", prm, "--params", used)
+    assert out.read_bytes() != digested
+    (orm / "model.safetensors").write_bytes(b"not read")  # weight 0: no change
+    after = out.read_bytes()
+    run_rwpipe("rl-rewards", out, "--orm", orm, "--prm", prm, "--params", used)
+    assert out.read_bytes() == after
+
+
+def test_rl_a_used_reward_model_that_is_missing_is_one_line_and_nothing_written(
+    tmp_path, write_params
+):
+    out = tmp_path / "inputs" / "rl.json"
+    params = write_params({"rl": {"rewards": {"orm": 1.0}}})
+    for extra in ((), ("--orm", tmp_path / "nope")):
+        result = run_rwpipe("rl-rewards", out, *extra, "--params", params, check=False)
+        assert result.returncode == 1
+        assert result.stderr.strip().count("\n") == 0 and "rl.rewards.orm" in result.stderr
+        assert not out.exists()
+    with pytest.raises(InputError, match="nope"):
+        from rwpipe.inputs import rl_reward_models
+
+        rl_reward_models(params, {"orm": tmp_path / "nope", "prm": None})
