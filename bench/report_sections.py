@@ -474,9 +474,9 @@ def suite_before_after(res: Results, after: str = "suite", before: str = "pipeli
     return out
 
 
-def suite_minutes(res: Results) -> str:
-    """The latest AVX2 suite run (bench/suite.py): its minutes and its commit, inline."""
-    r = res["suite"]
+def suite_minutes(res: Results, name: str = "suite") -> str:
+    """A suite run (bench/suite.py; `suite`: the latest AVX2 one): minutes and commit, inline."""
+    r = res[name]
     dirty = " with uncommitted changes" if r.get("git_dirty") else ""
     return f"{f(r['suite_s'] / 60, 1)} minutes at commit `{r['git_commit'][:7]}`{dirty}"
 
@@ -1377,6 +1377,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "suite.minutes": suite_minutes,
     "suite_avx512_run": run_region("suite_avx512"),
     "suite_avx512": lambda res: suite(res, "suite_avx512"),
+    "suite_avx512_noamx_run": run_region("suite_avx512_noamx"),
+    "suite_avx512_noamx": lambda res: suite(res, "suite_avx512_noamx"),
+    "suite_avx512_noamx.minutes": lambda res: suite_minutes(res, "suite_avx512_noamx"),
     "suite_avx512_xdist_run": run_region("suite_avx512_xdist"),
     "suite_avx512_xdist": suite_parallel,
     "pipeline_search": search_budget,
