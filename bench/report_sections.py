@@ -1367,6 +1367,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
         res, "pipeline_avx512", ("pipeline_avx512_before",)
     ),
     "pipeline_avx512_claims": lambda res: pipeline_claims(res, "pipeline_avx512"),
+    "pipeline_avx512_noamx_run": run_region("pipeline_avx512_noamx"),
+    "pipeline_avx512_noamx_table": lambda res: pipeline_table(res, "pipeline_avx512_noamx", ()),
+    "pipeline_avx512_noamx_claims": lambda res: pipeline_claims(res, "pipeline_avx512_noamx"),
     "pipeline_avx512_fp32_run": run_region("pipeline_avx512_fp32_5d4d6aa"),
     "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16_5d4d6aa"),
     "pipeline_dtype": pipeline_dtype,
