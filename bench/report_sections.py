@@ -1208,14 +1208,20 @@ def _validity_label(r: dict, i: str) -> str:
     return ("a. " if i.startswith("majority") else "b. ") + text
 
 
-CLAIM_C = "validity_claim_c"  # bench/validity.py --claim-c-only
+CLAIM_C = "validity_claim_c"  # bench/validity.py --claim-c-only, beside validity_avx2's a and b
 
 
-def validity_setup(res: Results) -> str:
-    if "validity" not in res:
-        return absent("validity")
-    r = res["validity"]
-    rc = res.get(CLAIM_C, r)
+def _claim_c_source(res: Results, r: dict, claim_c: str | None) -> dict:
+    """Where claim c comes from: the `claim_c` run (`--claim-c-only`) when named and present,
+    else the run itself."""
+    return res[claim_c] if claim_c and claim_c in res else r
+
+
+def validity_setup(res: Results, name: str = "validity", claim_c: str | None = None) -> str:
+    if name not in res:
+        return absent(name)
+    r = res[name]
+    rc = _claim_c_source(res, r, claim_c)
     seconds = sum(v for k, v in r.items() if k.endswith("_s") and isinstance(v, (int, float)))
     return (
         f"Policy `{r['policy']}` (GGUF, SHA-256 pinned in `bench/models.py`), answers of at most "
@@ -1230,13 +1236,15 @@ def validity_setup(res: Results) -> str:
     )
 
 
-def validity_table(res: Results) -> str:
-    if "validity" not in res:
-        return absent("validity")
-    r = res["validity"]
+def validity_table(res: Results, name: str = "validity", claim_c: str | None = None) -> str:
+    """Claims a-d of one validity run; claim c from the `claim_c` run when it is named (a
+    `--claim-c-only` run beside a main run that had no room for it)."""
+    if name not in res:
+        return absent(name)
+    r = res[name]
     ids = _validity_ids(r)
     rows, methods = claims_rows(r, "claim_", ids, {i: _validity_label(r, i) for i in ids})
-    rc = res.get(CLAIM_C, r)  # claim c's own run (--claim-c-only) supersedes the main run's
+    rc = _claim_c_source(res, r, claim_c)
     for m, name in (("mc", "MC (Math-Shepherd)"), ("omegaprm", "OmegaPRM")):
         c = f"claim_c_{m}_minus_outcome_rule"
         if f"{c}_estimate" not in rc:
@@ -1275,7 +1283,7 @@ def validity_table(res: Results) -> str:
     methods = sorted({m for m in methods if m})
     out += "\n\n95% CI: " + "; ".join(methods) + "."
     if rc is not r:
-        out += (f"\n\nc: from `bench/results/{CLAIM_C}.json`, its own run of `--claim-c-only` "
+        out += (f"\n\nc: from `bench/results/{claim_c}.json`, its own run of `--claim-c-only` "
                 f"on {rc['pb_items']} solutions (its machine line above).")  # fmt: skip
     return out + f"\n\nd: {r['claim_d']}."
 
@@ -1432,9 +1440,12 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_prm_table": rl_prm_table,
     "rl_prm_notes": rl_prm_notes,
     "validity_run": run_region("validity"),
-    "validity_claim_c_run": run_region(CLAIM_C),
     "validity_setup": validity_setup,
     "validity_table": validity_table,
+    "validity_avx2_run": run_region("validity_avx2"),
+    "validity_claim_c_run": run_region(CLAIM_C),
+    "validity_avx2_setup": lambda res: validity_setup(res, "validity_avx2", CLAIM_C),
+    "validity_avx2_table": lambda res: validity_table(res, "validity_avx2", CLAIM_C),
     "prm_kinds_run": run_region("prm_kinds"),
     "prm_kinds_table": prm_kinds_table,
 }

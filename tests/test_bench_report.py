@@ -260,13 +260,17 @@ def test_validity_claims_in_the_issue_order_with_each_verifier_named(bench):
     ]
     assert rows[3].endswith("| −0.200 [−0.300, −0.100] | 32 problems | **contradicted** |")
     assert "*Not run: `bench/results/validity.json` is absent.*" == sections.validity_table({})
-    # claim c's own run (--claim-c-only) replaces the main run's claim c, and says so
+    # claim c's own run (--claim-c-only), where named, replaces the main run's and says so
     own = {k: v for k, v in r.items() if k.startswith("claim_c_")}
     own |= {"claim_c_mc_minus_outcome_rule_n": 100, "claim_c_mc_f1": 0.5, "pb_items": 100}
-    text = sections.validity_table({"validity": r, "validity_claim_c": own})
+    res = {"validity": r, "validity_claim_c": own}
+    text = sections.validity_table(res, "validity", "validity_claim_c")
     (c,) = [x for x in text.splitlines() if x.startswith("| c. ")]
     assert "F1 0.500" in c and "| 100 solutions |" in c
     assert "validity_claim_c.json" in text and "16 solutions" not in text
+    # not named: the run's own claim c, whatever other file is present
+    (c,) = [x for x in sections.validity_table(res).splitlines() if x.startswith("| c. ")]
+    assert "F1 0.400" in c and "| 16 solutions |" in c
 
 
 def test_suite_before_after_pairs_each_slow_test_with_its_earlier_time(bench):
