@@ -1085,6 +1085,29 @@ def rl_step_table(res: Results) -> str:
     )
 
 
+def rl_memory_table(res: Results) -> str:
+    """The RL stage's RSS over a long run, as shipped and with glibc's mmap threshold pinned
+    (bench/rl_memory.py)."""
+    if "rl_memory" not in res:
+        return absent("rl_memory")
+    r = res["rl_memory"]
+    labels = {"shipped": "as shipped", "mmap_threshold": f"`{r['mmap_threshold_env']}`"}
+    at = ("first", "tenth", "middle", "last", "max")
+    rows = [[labels[n]] + [f(r[f"{n}_rss_gib_{k}"], 2) for k in at]
+            + [f(r[f"{n}_step_seconds_sum"], 0), f(r[f"{n}_step_seconds_median"], 2)]
+            for n in labels]  # fmt: skip
+    header = ["run", "RSS GiB, first step", "a tenth in", "middle", "last", "max",
+              "step seconds, sum", "median"]  # fmt: skip
+    return (
+        f"{r['rl_steps']} RL steps of the shipped params (`rl.steps` raised), same seed in both"
+        f" runs (mean completion length {f(r['shipped_length_mean'], 1)} and"
+        f" {f(r['mmap_threshold_length_mean'], 1)} tokens).\n\n"
+        + table(header, rows)
+        + f"\n\nPinned threshold against shipped: {f(r['mmap_threshold_rss_ratio_last'], 2)}× the"
+        f" last step's RSS at {f(r['mmap_threshold_step_seconds_ratio'], 2)}× the step seconds."
+    )
+
+
 CREDITS = ("sum", "clip", "min_form", "delta")
 
 
@@ -1436,6 +1459,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_notes": rl_notes,
     "rl_step_run": run_region("rl_step"),
     "rl_step_table": rl_step_table,
+    "rl_memory_run": run_region("rl_memory"),
+    "rl_memory_table": rl_memory_table,
     "rl_prm_run": run_region("rl_prm"),
     "rl_prm_table": rl_prm_table,
     "rl_prm_notes": rl_prm_notes,

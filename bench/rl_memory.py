@@ -1,0 +1,96 @@
+"""RL memory over a long run: does the `rl` stage's resident memory stay flat over its steps?
+
+    python bench/rl_memory.py [--model DIR] [--steps 40] [--out DIR] [--other-work none]
+
+Runs the user's commands (`rwpipe prepare`, then `rwpipe rl` at the shipped params with
+`rl.steps` raised to --steps) twice in one session: as shipped, and with glibc's mmap threshold
+pinned (`MALLOC_MMAP_THRESHOLD_=131072`: large blocks are mapped and returned to the OS on free
+instead of staying in the heap), which separates what the process holds from what the allocator
+keeps. The RL curves record each step's seconds and RSS; the results keep, per run, the RSS at
+the first step, at a tenth, at the middle and at the last step, its maximum, and the summed and
+median step seconds. Both runs draw the same samples (same seed, same params), so their step
+lengths match and the difference is the allocator's. Results: bench/results/rl_memory.json.
+"""
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import machine
+import yaml
+from validity import CLI  # the rwpipe command line, as a user runs it
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "rl_memory.json"
+RUNS = {"shipped": {}, "mmap_threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
+
+
+def _run(args: list[object], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True, env={**os.environ, **(env or {})})
+    return time.perf_counter() - start
+
+
+def summarise(name: str, curves: Path) -> dict[str, float]:
+    """RSS at a few steps and the step seconds of one run's curves.csv, as flat keys."""
+    rows = list(csv.DictReader(curves.open()))
+    rss = [float(r["rss_gib"]) for r in rows]
+    secs = [float(r["seconds"]) for r in rows]
+    n = len(rows)
+    at = {"first": 0, "tenth": max(n // 10 - 1, 0), "middle": n // 2 - 1, "last": n - 1}
+    out = {f"{name}_rss_gib_{k}": rss[i] for k, i in at.items()}
+    return out | {
+        f"{name}_rss_gib_max": max(rss),
+        f"{name}_steps": n,
+        f"{name}_step_seconds_sum": round(sum(secs), 1),
+        f"{name}_step_seconds_median": round(statistics.median(secs), 2),
+        f"{name}_length_mean": round(statistics.mean(float(r["length"]) for r in rows), 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="data/models/smollm2-135m-instruct")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/rwpipe-bench-rl-memory"))
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    machine.add_arguments(ap)
+    args = ap.parse_args()
+    started = machine.start(args.other_work)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not Path(args.model).is_dir():
+        _run(["model", args.model])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["rl"]["steps"] = args.steps
+    p = args.out / "params.yaml"
+    p.write_text(yaml.safe_dump(params, sort_keys=False))
+    problems = args.out / "problems.arrow"
+    if not problems.exists():
+        _run(["prepare", problems, "-p", p])
+    results: dict[str, object] = {
+        "model": Path(args.model).name,
+        "rl_steps": args.steps,
+        "mmap_threshold_env": "MALLOC_MMAP_THRESHOLD_=131072",
+    }
+    for name, env in RUNS.items():
+        policy, report = args.out / f"policy-{name}", args.out / f"rl-{name}"
+        results[f"{name}_rl_s"] = round(
+            _run(["rl", problems, args.model, policy, "--report-dir", report, "-p", p], env), 1
+        )
+        results |= summarise(name, report / "curves.csv")
+    s, m = "shipped", "mmap_threshold"
+    results["mmap_threshold_rss_ratio_last"] = round(
+        results[f"{m}_rss_gib_last"] / results[f"{s}_rss_gib_last"], 3
+    )
+    results["mmap_threshold_step_seconds_ratio"] = round(
+        results[f"{m}_step_seconds_sum"] / results[f"{s}_step_seconds_sum"], 3
+    )
+    machine.write_results(args.results, results, started)
+
+
+if __name__ == "__main__":
+    main()
