@@ -16,26 +16,17 @@ bench/results/prm_kinds.json, flat keys per variant.
 
 import argparse
 import json
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import machine
 import yaml
-from validity import CLI  # the rwpipe command line, as a user runs it
+from validity import run_cli as rwpipe  # one rwpipe command, as a user runs it
 
 ROOT = Path(__file__).resolve().parents[1]
 PRMBENCH = ROOT.parent / "shared" / "data" / "prmbench" / "prmbench_prm800k_test.jsonl"
 RESULTS = ROOT / "bench" / "results" / "prm_kinds.json"
 KINDS = ("discriminative", "implicit", "generative")
-
-
-def rwpipe(*args: object) -> float:
-    """One rwpipe command, as a user runs it; its wall seconds."""
-    start = time.perf_counter()
-    subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True)
-    return round(time.perf_counter() - start, 1)
 
 
 def params(path: Path, kind: str, args: argparse.Namespace, votes: int = 0) -> Path:

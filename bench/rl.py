@@ -19,22 +19,15 @@ under --out.
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import machine
 import yaml
+from validity import run_cli  # one rwpipe command, as a user runs it
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "rl.json"
 CLAIM = "RL raises eval pass@1 over the base policy"
-CLI = [
-    sys.executable,
-    "-c",
-    "import sys; from stages.cli import main; sys.argv[0]='rwpipe'; main()",
-]
 
 
 def _set(section: dict, dotted: str, value: str) -> None:
@@ -42,12 +35,6 @@ def _set(section: dict, dotted: str, value: str) -> None:
     for p in path:
         section = section[p]
     section[last] = yaml.safe_load(value)
-
-
-def _run(*args: object) -> float:
-    start = time.perf_counter()
-    subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -90,10 +77,10 @@ def main() -> None:
 
     problems, base_rollouts = out / "problems.arrow", out / "rollouts_base.arrow"
     if not problems.exists():
-        _run("prepare", problems, "-p", base_params)
+        run_cli("prepare", problems, "-p", base_params)
     seconds = {}
     if not base_rollouts.exists():
-        seconds["base_rollout_s"] = _run(
+        seconds["base_rollout_s"] = run_cli(
             "rollout", problems, args.model, base_rollouts, "--splits", "eval", "-p", base_params
         )
     base_rows = artifacts.read_artifact(base_rollouts, "rollouts").to_pylist()
@@ -120,10 +107,10 @@ def main() -> None:
         policy, report = out / f"policy-{name}", out / f"rl-{name}"
         extra = [x for flag, path in (("--prm", args.prm), ("--orm", args.orm)) if path
                  for x in (flag, path)]  # fmt: skip
-        rl_s = _run("rl", problems, args.model, policy, "--report-dir", report, *extra,
+        rl_s = run_cli("rl", problems, args.model, policy, "--report-dir", report, *extra,
                     "-p", vparams)  # fmt: skip
         rl_rollouts = out / f"rollouts-{name}.arrow"
-        _run("rollout", problems, policy, rl_rollouts, "--splits", "eval", "-p", vparams)
+        run_cli("rollout", problems, policy, rl_rollouts, "--splits", "eval", "-p", vparams)
         cmp = compare_policies(
             base_rows, artifacts.read_artifact(rl_rollouts, "rollouts").to_pylist()
         )

@@ -14,25 +14,16 @@ lengths match and the difference is the allocator's. Results: bench/results/rl_m
 
 import argparse
 import csv
-import os
 import statistics
-import subprocess
-import time
 from pathlib import Path
 
 import machine
 import yaml
-from validity import CLI  # the rwpipe command line, as a user runs it
+from validity import run_cli  # one rwpipe command, as a user runs it
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "rl_memory.json"
 RUNS = {"shipped": {}, "mmap_threshold": {"MALLOC_MMAP_THRESHOLD_": "131072"}}
-
-
-def _run(args: list[object], env: dict[str, str] | None = None) -> float:
-    start = time.perf_counter()
-    subprocess.run([*CLI, *map(str, args)], cwd=ROOT, check=True, env={**os.environ, **(env or {})})
-    return time.perf_counter() - start
 
 
 def summarise(name: str, curves: Path) -> dict[str, float]:
@@ -63,14 +54,14 @@ def main() -> None:
     started = machine.start(args.other_work)
     args.out.mkdir(parents=True, exist_ok=True)
     if not Path(args.model).is_dir():
-        _run(["model", args.model])
+        run_cli("model", args.model)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["rl"]["steps"] = args.steps
     p = args.out / "params.yaml"
     p.write_text(yaml.safe_dump(params, sort_keys=False))
     problems = args.out / "problems.arrow"
     if not problems.exists():
-        _run(["prepare", problems, "-p", p])
+        run_cli("prepare", problems, "-p", p)
     results: dict[str, object] = {
         "model": Path(args.model).name,
         "rl_steps": args.steps,
@@ -78,8 +69,8 @@ def main() -> None:
     }
     for name, env in RUNS.items():
         policy, report = args.out / f"policy-{name}", args.out / f"rl-{name}"
-        results[f"{name}_rl_s"] = round(
-            _run(["rl", problems, args.model, policy, "--report-dir", report, "-p", p], env), 1
+        results[f"{name}_rl_s"] = run_cli(
+            "rl", problems, args.model, policy, "--report-dir", report, "-p", p, env=env
         )
         results |= summarise(name, report / "curves.csv")
     s, m = "shipped", "mmap_threshold"
