@@ -768,6 +768,18 @@ def rollout_targets(res: Results, name: str = "rollout") -> str:
     return "\n".join(out)
 
 
+def rollout_regions(name: str) -> dict[str, Callable[[Results], str]]:
+    """The five regions one rollout results file renders (`<name>_run`, `_table`, `_limit`,
+    `_variants`, `_targets`): one family per machine."""
+    return {
+        f"{name}_run": run_region(name),
+        f"{name}_table": lambda res: rollout_table(res, name),
+        f"{name}_limit": lambda res: rollout_limit(res, name),
+        f"{name}_variants": lambda res: rollout_variants(res, name),
+        f"{name}_targets": lambda res: rollout_targets(res, name),
+    }
+
+
 def rollout_bf16_slowdown(res: Results) -> str:
     r = res["rollout"]
     top = max(_sizes(r))
@@ -1427,23 +1439,11 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline.majority": pipeline_majority,
     "rl.grpo_delta": rl_grpo_delta,
     "pipeline.machine": pipeline_machine,
-    "rollout_run": run_region("rollout"),
-    "rollout_table": rollout_table,
-    "rollout_limit": rollout_limit,
-    "rollout_variants": rollout_variants,
-    "rollout_targets": rollout_targets,
+    **rollout_regions("rollout"),
     "rollout.bf16_slowdown": rollout_bf16_slowdown,
     "rollout.cpu_capability": rollout_cpu_capability,
-    "rollout_avx512_run": run_region("rollout_avx512"),
-    "rollout_avx512_table": lambda res: rollout_table(res, "rollout_avx512"),
-    "rollout_avx512_limit": lambda res: rollout_limit(res, "rollout_avx512"),
-    "rollout_avx512_variants": lambda res: rollout_variants(res, "rollout_avx512"),
-    "rollout_avx512_targets": lambda res: rollout_targets(res, "rollout_avx512"),
-    "rollout_avx512_noamx_run": run_region("rollout_avx512_noamx"),
-    "rollout_avx512_noamx_table": lambda res: rollout_table(res, "rollout_avx512_noamx"),
-    "rollout_avx512_noamx_limit": lambda res: rollout_limit(res, "rollout_avx512_noamx"),
-    "rollout_avx512_noamx_variants": lambda res: rollout_variants(res, "rollout_avx512_noamx"),
-    "rollout_avx512_noamx_targets": lambda res: rollout_targets(res, "rollout_avx512_noamx"),
+    **rollout_regions("rollout_avx512"),
+    **rollout_regions("rollout_avx512_noamx"),
     "annotate_run": run_region("annotate"),
     "annotate_cost": annotate_cost,
     "annotate_cache": annotate_cache,

@@ -65,7 +65,7 @@ def main() -> None:
     results: dict[str, object] = {
         "model": Path(args.model).name,
         "rl_steps": args.steps,
-        "mmap_threshold_env": "MALLOC_MMAP_THRESHOLD_=131072",
+        "mmap_threshold_env": " ".join(f"{k}={v}" for k, v in RUNS["mmap_threshold"].items()),
     }
     for name, env in RUNS.items():
         policy, report = args.out / f"policy-{name}", args.out / f"rl-{name}"
