@@ -780,6 +780,48 @@ def rollout_regions(name: str) -> dict[str, Callable[[Results], str]]:
     }
 
 
+PROFILE_ROWS = (
+    ("matmul", "matmul (oneDNN GEMMs: projections, MLP, lm_head)"),
+    ("attention", "paged attention and KV-cache writes"),
+    ("sampling", "sampling (Gumbel-max over the vocabulary, log-softmax for the logprob)"),
+    ("other_ops", "other tensor ops (norms, activations, rotary, casts)"),
+    ("engine_python", "engine and Python (scheduler, inputs, outputs; profiler overhead)"),
+)
+
+
+def rollout_profile_table(res: Results, name: str = "rollout_profile") -> str:
+    """Milliseconds per decode step by kind of work, each size; then the GEMM-only bound."""
+    if name not in res:
+        return absent(name)
+    r = res[name]
+    sizes = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("tokens_per_s_"))
+    rows = [
+        [what, *(f"{f(r[f'step_ms_{key}_{n}'], 1)} ({r[f'share_pct_{key}_{n}']}%)" for n in sizes)]
+        for key, what in PROFILE_ROWS
+    ]
+    rows.append(["whole step, profiled", *(f(r[f"step_ms_{n}"], 1) for n in sizes)])
+    rows.append(["whole step, not profiled", *(f(r[f"step_ms_unprofiled_{n}"], 1) for n in sizes)])
+    header = ["ms per decode step (share)", *(f"{n} sequences" for n in sizes)]
+    lines = [
+        table(header, rows),
+        "",
+        f"Limit {f(r['compute_limit_tokens_per_s'], 0)} tokens/s ({r['auto_dtype']}: "
+        f"{r['matmul_gflops_m1024']} GFLOP/s at 1024 rows, {r['matmul_gflops_m64']} at 64, "
+        f"{r['flops_per_token_mflop']} MFLOP per token), measured in the same run.",
+        "",
+    ]
+    for n in sizes:
+        lines.append(
+            f"- {n} sequences: vLLM {r[f'tokens_per_s_{n}']} tokens/s, "
+            f"**{r[f'pct_of_limit_{n}']}% of the limit**. Its GEMMs run at "
+            f"{r[f'engine_matmul_gflops_{n}']} GFLOP/s (prefill included); with every other "
+            f"second of the call removed it would make {r[f'matmul_only_tokens_per_s_{n}']} "
+            f"tokens/s, **{r[f'matmul_only_pct_of_limit_{n}']}% of the limit**: the most any "
+            "engine running these GEMMs could reach at this batch."
+        )
+    return "\n".join(lines)
+
+
 def rollout_bf16_slowdown(res: Results) -> str:
     r = res["rollout"]
     top = max(_sizes(r))
@@ -1398,6 +1440,8 @@ def search_setup(res: Results) -> str:
 
 
 REGIONS: dict[str, Callable[[Results], str]] = {
+    "rollout_profile_run": run_region("rollout_profile"),
+    "rollout_profile_table": rollout_profile_table,
     "pipeline_run": run_region("pipeline"),
     "pipeline_table": lambda res: pipeline_table(
         res, "pipeline", ("pipeline_avx2_5ad5ad0", "pipeline_before")

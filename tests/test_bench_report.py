@@ -28,7 +28,7 @@ def bench():
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("machine", "report", "report_sections", "pipeline")
+            for name in ("machine", "report", "report_sections", "pipeline", "rollout_profile")
         }
     finally:
         sys.path.remove(str(BENCH))
@@ -210,6 +210,29 @@ def test_every_bench_script_writes_its_results_through_machine():
         assert "machine.add_arguments(" in source, path.name
         assert "machine.start(" in source, path.name
         assert not re.search(r"\.write_text\(json\.dumps", source), path.name
+
+
+def test_rollout_profile_sorts_torch_kernels_by_what_they_do(bench):
+    import cProfile
+    import pstats
+
+    import torch
+
+    x, w = torch.randn(64, 32), torch.randn(48, 32)
+
+    def step():
+        logits = torch.nn.functional.linear(x, w)
+        logits.log_softmax(-1).to(torch.float64)
+        sorted(range(10**5), reverse=True)  # a Python built-in: the engine's time, not a kernel
+
+    profile = cProfile.Profile()
+    profile.runcall(step)
+    got = bench["rollout_profile"].categorise(pstats.Stats(profile))
+    assert got["matmul"][1] == 1 and got["sampling"][1] == 1 and got["attention"] == (0.0, 0)
+    assert got["other_ops"][1] == 1  # the cast
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    sort_s = next(v[2] for (_, _, name), v in stats.items() if "sorted" in name)
+    assert sum(secs for secs, _ in got.values()) < sort_s  # `sorted` is left to the engine
 
 
 def test_pipeline_reads_make_tests_summary_and_flattens_metrics(bench):
