@@ -20,6 +20,7 @@ from rwpipe.train.data import (
     Example,
     encode_solution,
     length_grouped_batches,
+    pad_batch,
     preference_pairs,
     prm_examples,
     split_by_group,
@@ -218,6 +219,39 @@ def test_one_optimizer_step_changes_every_trainable_parameter(tiny_dir, kind, ob
     opt.step()
     unchanged = [n for n, p in backbone.model.named_parameters() if torch.equal(p, before[n])]
     assert unchanged == []
+
+
+def test_pad_batch_rounds_the_width_up_to_the_multiple():
+    ids, mask = pad_batch([[5, 6, 7], [8] * 9], 0, multiple=8)
+    assert [len(r) for r in ids] == [16, 16] and ids[0][:4] == [5, 6, 7, 0]
+    assert mask == [[1] * 3 + [0] * 13, [1] * 9 + [0] * 7]
+    assert pad_batch([[1] * 16], 0, multiple=8)[0] == [[1] * 16]  # already a multiple
+    assert [len(r) for r in pad_batch([[1, 2], [3]], 0)[0]] == [2, 2]  # 1: to the longest
+
+
+@pytest.mark.parametrize(
+    ("kind", "objective"),
+    [("prm", "step"), ("orm", "pointwise"), ("orm", "bt"), ("implicit_prm", "implicit")],
+)
+def test_padding_to_a_multiple_changes_no_score_or_loss(tiny_dir, kind, objective):
+    """Extra right padding (`optim.pad_to_multiple_of`) is masked: every kind's scores and
+    loss are those of the batch padded to its longest sequence only."""
+    torch.manual_seed(0)
+    backbone = load_backbone(tiny_dir, kind, device=torch.device("cpu"), dtype=torch.float32,
+                             lora=NO_LORA)  # fmt: skip
+    rows = _labels().to_pylist()
+    ex = prm_examples(rows, backbone.tokenizer, soft=False, step_tag="", max_length=64)
+    batch = [(ex[0], ex[1]), (ex[2], ex[1])] if objective == "bt" else ex[:4]
+    got = {}
+    for multiple in (1, 32):
+        backbone.pad_multiple = multiple
+        width = backbone.tensors([e.input_ids for e in ex[:4]])[0].shape[1]
+        assert width % multiple == 0 and (multiple == 1) == (width < 32)
+        with torch.no_grad():
+            got[multiple] = (backbone.loss(batch, objective), backbone.score(ex[:4]))
+    torch.testing.assert_close(got[32][0], got[1][0], rtol=1e-5, atol=1e-6)
+    for (o32, s32), (o1, s1) in zip(got[32][1], got[1][1], strict=True):
+        assert o32 == pytest.approx(o1, abs=1e-5) and s32 == pytest.approx(s1, abs=1e-5)
 
 
 def _train(tmp_path, model_dir, cfg, stop=None, labels=None):

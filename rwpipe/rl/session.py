@@ -70,6 +70,7 @@ def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path
         implicit = load_backbone(policy_dir, "implicit_prm", device=device, dtype=dtype,
                                  lora=cfg.lora, beta=cfg.rewards.implicit_beta)  # fmt: skip
         implicit.model.eval()
+        implicit.pad_multiple = cfg.optim.pad_to_multiple_of
     # one engine per process; vLLM on GPUs joins torchrun's world (TP inside each rank's group)
     extra = {"distributed_executor_backend": "external_launcher"} if (
         dp.world > 1 and device.type == "cuda") else None  # fmt: skip

@@ -12,6 +12,7 @@ from rwpipe.config import RLConfig
 from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
+from rwpipe.train.data import pad_batch
 from rwpipe.train.losses import next_token_logsoftmax, response_mask, token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
@@ -19,23 +20,19 @@ STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
 Item = tuple[list[int], int, Sequence[float]]
 
 
-def _batch_tensors(sequences: Sequence[Sequence[int]], pad: int, device: torch.device):
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for b, s in enumerate(sequences):
-        ids[b, : len(s)] = torch.tensor(s)
-        mask[b, : len(s)] = 1
-    return ids.to(device), mask.to(device)
+def _batch_tensors(sequences: Sequence[Sequence[int]], pad: int, device: torch.device,
+                   multiple: int = 1):  # fmt: skip
+    ids, mask = pad_batch(sequences, pad, multiple)
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
 
-def _tensors(policy: Policy, batch: Sequence[Item]) -> tuple[Any, ...]:
+def _tensors(policy: Policy, batch: Sequence[Item], multiple: int) -> tuple[Any, ...]:
     """ids and attention mask (B, seq); `start`, the first position whose next token is a
     response token in some row; the response mask and advantages (B, seq - 1 - start), column
     j holding token start + 1 + j. Only positions from `start` on reach the lm_head."""
     pad = policy.tokenizer.pad_token_id
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
-    ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device)
+    ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device, multiple)
     start = min(plen for _, plen, _ in batch) - 1
     spans = [(plen, len(seq)) for seq, plen, _ in batch]
     resp = response_mask(spans, ids.shape[1] - 1 - start, start, device=policy.device)
@@ -51,7 +48,7 @@ def _fixed_logps(policy: Policy, cfg: RLConfig, micro: Sequence[Sequence[Item]])
     pass they equal the live ones, detached) and the reference's (only when kl_coef > 0)."""
     old, ref = [], []
     for batch in micro:
-        ids, mask, start, _, _ = _tensors(policy, batch)
+        ids, mask, start, _, _ = _tensors(policy, batch, cfg.optim.pad_to_multiple_of)
         # logits of positions start .. seq - 1: log-probs of tokens start + 1 .. seq - 1
         if cfg.ppo_epochs > 1:
             old.append(token_logprobs(policy.logits(ids, mask, start), ids[:, start:]))
@@ -65,7 +62,7 @@ def _micro_step(policy: Policy, cfg: RLConfig, batch: Sequence[Item], old: Any, 
     """Forward and backward of one micro-batch, its loss weighted by its share of the batch
     (`totals`: sequences, tokens) so that the micro-batches add up to the batch loss exactly;
     returns its weighted statistics."""
-    ids, mask, start, resp, adv = _tensors(policy, batch)
+    ids, mask, start, resp, adv = _tensors(policy, batch, cfg.optim.pad_to_multiple_of)
     logp = next_token_logsoftmax(policy.logits(ids, mask, start))  # kept for the entropy
     logps = logp.gather(-1, ids[:, start + 1 :, None]).squeeze(-1)
     loss, stats = policy_loss(

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from rwpipe.artifacts import atomic_path
+from rwpipe.config import PAD_TO_MULTIPLE_OF
 from rwpipe.errors import InputError
 from rwpipe.train.data import Example, encode_solution, pad_batch
 from rwpipe.train.losses import (
@@ -57,6 +58,7 @@ class Backbone:
     step_tag: str = ""
     beta: float = 0.05
     reference: Any = None  # implicit_prm without LoRA: a frozen copy
+    pad_multiple: int = PAD_TO_MULTIPLE_OF  # batch widths (`OptimConfig.pad_to_multiple_of`)
 
     @property
     def pad_id(self) -> int:
@@ -64,7 +66,7 @@ class Backbone:
         return pad if pad is not None else self.tokenizer.eos_token_id
 
     def tensors(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = pad_batch(sequences, self.pad_id)
+        ids, mask = pad_batch(sequences, self.pad_id, self.pad_multiple)
         return (
             torch.tensor(ids, device=self.device),
             torch.tensor(mask, device=self.device),

@@ -201,10 +201,14 @@ def length_grouped_batches(
 
 
 def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int
+    sequences: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """Right-pad to the longest sequence: (input_ids, attention_mask)."""
-    width = max(len(s) for s in sequences)
+    """Right-pad to the longest sequence, rounded up to a multiple of `multiple`:
+    (input_ids, attention_mask).
+
+    A width that is a multiple of `multiple` never passes a position limit that is one too
+    (the usual 512, 2048, ... for multiples of 32), so padding cannot overrun the model."""
+    width = -(-max(len(s) for s in sequences) // multiple) * multiple
     ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
     mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
     return ids, mask
