@@ -1140,26 +1140,46 @@ def rl_step_table(res: Results) -> str:
 
 
 def rl_memory_table(res: Results) -> str:
-    """The RL stage's RSS over a long run, as shipped and with glibc's mmap threshold pinned
-    (bench/rl_memory.py)."""
+    """The RL stage's RSS over a long run: padded to the longest sequence only (when the file
+    has that run), as shipped, and with glibc's mmap threshold pinned (bench/rl_memory.py)."""
     if "rl_memory" not in res:
         return absent("rl_memory")
     r = res["rl_memory"]
-    labels = {"shipped": "as shipped", "mmap_threshold": f"`{r['mmap_threshold_env']}`"}
+    multiple = r.get("pad_to_multiple_of")
+    labels = {
+        "unpadded": "batches padded to their longest sequence (`rl.optim.pad_to_multiple_of: 1`)",
+        "shipped": "as shipped" + (f" (widths a multiple of {multiple})" if multiple else ""),
+        "mmap_threshold": f"as shipped, `{r['mmap_threshold_env']}`",
+    }
+    runs = [n for n in labels if f"{n}_steps" in r]
     at = ("first", "tenth", "middle", "last", "max")
     rows = [[labels[n]] + [f(r[f"{n}_rss_gib_{k}"], 2) for k in at]
             + [f(r[f"{n}_step_seconds_sum"], 0), f(r[f"{n}_step_seconds_median"], 2)]
-            for n in labels]  # fmt: skip
+            for n in runs]  # fmt: skip
     header = ["run", "RSS GiB, first step", "a tenth in", "middle", "last", "max",
               "step seconds, sum", "median"]  # fmt: skip
-    return (
-        f"{r['rl_steps']} RL steps of the shipped params (`rl.steps` raised), same seed in both"
-        f" runs (mean completion length {f(r['shipped_length_mean'], 1)} and"
-        f" {f(r['mmap_threshold_length_mean'], 1)} tokens).\n\n"
-        + table(header, rows)
-        + f"\n\nPinned threshold against shipped: {f(r['mmap_threshold_rss_ratio_last'], 2)}× the"
+    means = [f(r[f"{n}_length_mean"], 1) for n in runs]
+    lengths = ", ".join(means[:-1]) + f" and {means[-1]}" if len(means) > 1 else means[0]
+    out = [
+        f"{r['rl_steps']} RL steps of the shipped params (`rl.steps` raised), same seed in every"
+        f" run (mean completion length {lengths} tokens).",
+        "",
+        table(header, rows),
+        "",
+    ]
+    if "unpadded" in runs:
+        rise = {n: f(r[f"{n}_rss_gib_rise_after_tenth"], 2) for n in runs}
+        out.append(
+            f"- Rise from a tenth in to the last step: {rise['unpadded']} GiB padded to the"
+            f" longest, {rise['shipped']} GiB as shipped; the last step's RSS as shipped is"
+            f" {f(r['shipped_rss_ratio_last_vs_unpadded'], 2)}× the unpadded run's, at"
+            f" {f(r['shipped_step_seconds_ratio_vs_unpadded'], 2)}× its step seconds."
+        )
+    out.append(
+        f"- Pinned threshold against shipped: {f(r['mmap_threshold_rss_ratio_last'], 2)}× the"
         f" last step's RSS at {f(r['mmap_threshold_step_seconds_ratio'], 2)}× the step seconds."
     )
+    return "\n".join(out)
 
 
 CREDITS = ("sum", "clip", "min_form", "delta")
