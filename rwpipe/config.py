@@ -370,6 +370,9 @@ class RLConfig:
     splits: tuple[Literal["train", "eval"], ...] = ("train",)  # problems to train on
     system_prompt: str | None = None
     prompt_template: str = "{question}"  # the same meaning as rollout's
+    # RL's own seed (LoRA init, prompt order, sampling); None: the base seed. Short RL runs on
+    # small models move between seeds: sweep it (`dvc exp run -S rl.seed=1`) before trusting one.
+    seed: int | None = None
     steps: int = 8  # RL iterations (one group of samples and ppo_epochs updates each)
     prompts_per_step: int = 8
     group_size: int = 4  # completions per prompt (G)

@@ -427,3 +427,12 @@ def test_data_parallel_replicas_stay_identical(tmp_path, tiny_dir):
     assert r0["lora_b_norm"] > 0  # and they did move
     assert r0["history"] == r1["history"] and len(r0["history"]) == 2
     assert all(math.isfinite(h["loss"]) for h in r0["history"])
+
+
+def test_rl_seed_overrides_the_base_seed_only_where_set():
+    from rwpipe.config import BaseConfig
+    from rwpipe.rl.session import rl_seed
+
+    assert rl_seed(_cfg(seed=3), BaseConfig(seed=0)) == 3
+    assert rl_seed(_cfg(), BaseConfig(seed=5)) == 5
+    assert rl_seed(_cfg(seed=0), BaseConfig(seed=5)) == 0  # 0 is a seed, not "unset"

@@ -41,13 +41,19 @@ class Session:
         try:
             with VerifierPool() as verifier, bar as advance:
                 return run_rl(
-                    problems, self.policy, self.generator, self.cfg, seed=self.base.seed,
-                    checkpointer=checkpointer, split_steps=StepRule.from_config(self.base).split,
+                    problems, self.policy, self.generator, self.cfg,
+                    seed=rl_seed(self.cfg, self.base), checkpointer=checkpointer,
+                    split_steps=StepRule.from_config(self.base).split,
                     verifier=verifier, orm=self.orm, prm=self.prm, implicit=self.implicit,
                     advance=advance, dp=self.dp,
                 )  # fmt: skip
         finally:
             self.generator.close()
+
+
+def rl_seed(cfg: RLConfig, base: BaseConfig) -> int:
+    """`rl.seed`, or the base seed where it is not set."""
+    return base.seed if cfg.seed is None else cfg.seed
 
 
 def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path | None = None,
@@ -57,7 +63,7 @@ def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path
     from rwpipe.score import Scorer
 
     dp = DataParallel.from_env()
-    seed_everything(base.seed)
+    seed_everything(rl_seed(cfg, base))
     device = dp.device(base.device)
     dtype = resolve_dtype(cfg.dtype, device)
     policy = load_policy_model(policy_dir, cfg, device, dtype)
@@ -74,6 +80,6 @@ def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path
     # one engine per process; vLLM on GPUs joins torchrun's world (TP inside each rank's group)
     extra = {"distributed_executor_backend": "external_launcher"} if (
         dp.world > 1 and device.type == "cuda") else None  # fmt: skip
-    generator = load_engine(policy_dir, cfg.engine, device=base.device, seed=base.seed,
+    generator = load_engine(policy_dir, cfg.engine, device=base.device, seed=rl_seed(cfg, base),
                             extra=extra)  # fmt: skip
     return Session(cfg, base, dp, policy, generator, orm_scorer, prm_scorer, implicit)
