@@ -567,6 +567,18 @@ def rl_grpo_delta(res: Results) -> str:
     return f"{sf(r['grpo_delta'])} {interval} on {r['grpo_problems']} problems"
 
 
+def rl_seeds_summary(res: Results) -> str:
+    """The shipped RL recipe across seeds: mean gain, t interval, verdict, runs shown alone."""
+    if "rl_seeds" not in res or "seeds" not in res["rl_seeds"]:
+        return absent("rl_seeds")
+    r = res["rl_seeds"]
+    interval = ci(r["seeds_delta_ci95_lo"], r["seeds_delta_ci95_hi"], signed=True)
+    return (
+        f"{sf(r['seeds_delta_mean'])} {interval} over {r['seeds']} seeds ({r['seeds_verdict']};"
+        f" {r['seeds_shown_alone']} of the {r['seeds']} runs shown on their own interval)"
+    )
+
+
 def pipeline_majority(res: Results) -> str:
     """The timed default run's self-consistency claim: estimate, interval, N and verdict."""
     r, c = res["pipeline"], "eval_claims_majority_beats_pass1"
@@ -1182,6 +1194,54 @@ def rl_memory_table(res: Results) -> str:
     return "\n".join(out)
 
 
+def rl_seeds_table(res: Results) -> str:
+    """One RL recipe run under several seeds (bench/rl.py, seed-only variants): each run's
+    paired difference, then the recipe's across the runs."""
+    if "rl_seeds" not in res:
+        return absent("rl_seeds")
+    r = res["rl_seeds"]
+    if "seeds" not in r:
+        return (
+            "*No across-seed summary in `bench/results/rl_seeds.json` (`bench/rl.py --summarise`).*"
+        )
+    names = r["seeds_names"].split(",")
+    first = names[0]
+    header = [
+        "RL seed",
+        f"eval pass@1 (base {f(r[f'{first}_pass_at_1_base'])})",
+        "RL − base [95% CI]",
+        "verdict",
+        f"eval tokens (base {f(r[f'{first}_mean_tokens_base'], 1)})",
+        "train length, first → last",
+        "RL seconds",
+    ]
+    rows = [
+        [
+            r[f"{n}_spec"].removeprefix("seed="),
+            f(r[f"{n}_pass_at_1_rl"]),
+            _delta(r, n),
+            r[f"{n}_verdict"],
+            f(r[f"{n}_mean_tokens_rl"], 1),
+            f"{f(r[f'{n}_train_length_first'], 1)} → {f(r[f'{n}_train_length_last'], 1)}",
+            f(r[f"{n}_rl_seconds"], 0),
+        ]
+        for n in names
+    ]
+    summary = (
+        f"Across the {r['seeds']} runs: RL − base **{sf(r['seeds_delta_mean'])}"
+        f" {ci(r['seeds_delta_ci95_lo'], r['seeds_delta_ci95_hi'], signed=True)}**"
+        f" (sd {f(r['seeds_delta_sd'])} between runs; {r['seeds_ci_method']}); {r['seeds_claim']}:"
+        f" **{r['seeds_verdict']}**. Runs that show the gain on their own interval:"
+        f" {r['seeds_shown_alone']} of {r['seeds']}."
+    )
+    setup = (
+        f"{r['rl_steps']} GRPO steps of {r['prompts_per_step']} prompts × {r['group_size']},"
+        f" {r['n_train']} train and {r['n_eval']} eval problems ({r['kinds']}),"
+        f" {r['eval_samples_per_problem']} eval samples per problem: the shipped recipe."
+    )
+    return setup + "\n\n" + table(header, rows) + "\n\n" + summary
+
+
 CREDITS = ("sum", "clip", "min_form", "delta")
 
 
@@ -1475,7 +1535,9 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     ),
     "pipeline_avx512_claims": lambda res: pipeline_claims(res, "pipeline_avx512"),
     "pipeline_avx512_noamx_run": run_region("pipeline_avx512_noamx"),
-    "pipeline_avx512_noamx_table": lambda res: pipeline_table(res, "pipeline_avx512_noamx", ()),
+    "pipeline_avx512_noamx_table": lambda res: pipeline_table(
+        res, "pipeline_avx512_noamx", ("pipeline_avx512_noamx_aa69be9",)
+    ),
     "pipeline_avx512_noamx_claims": lambda res: pipeline_claims(res, "pipeline_avx512_noamx"),
     "pipeline_avx512_fp32_run": run_region("pipeline_avx512_fp32_5d4d6aa"),
     "pipeline_avx512_bf16_run": run_region("pipeline_avx512_bf16_5d4d6aa"),
@@ -1502,6 +1564,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "pipeline.make_test_minutes": pipeline_make_test_minutes,
     "pipeline.majority": pipeline_majority,
     "rl.grpo_delta": rl_grpo_delta,
+    "rl_seeds.summary": rl_seeds_summary,
     "pipeline.machine": pipeline_machine,
     **rollout_regions("rollout"),
     "rollout.bf16_slowdown": rollout_bf16_slowdown,
@@ -1524,6 +1587,8 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_step_run": run_region("rl_step"),
     "rl_step_table": rl_step_table,
     "rl_memory_run": run_region("rl_memory"),
+    "rl_seeds_run": run_region("rl_seeds"),
+    "rl_seeds_table": rl_seeds_table,
     "rl_memory_table": rl_memory_table,
     "rl_prm_run": run_region("rl_prm"),
     "rl_prm_table": rl_prm_table,

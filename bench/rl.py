@@ -15,10 +15,18 @@ bench/results/rl_prm.json), one file per invocation so that every variant in it 
 machine and one run: flat keys per variant, each with its pass@1 difference, 95% interval and
 verdict on "RL raises eval pass@1", and the machine facts (bench/machine.py). The curves go
 under --out.
+
+Variants that differ only in `seed=` (RL's own seed: `--variant seed1=seed=1 ...`) are runs of
+one recipe; their paired intervals cover the eval samples, not the training run. With two or
+more of them the results also hold the recipe's effect across runs: the mean of their
+differences with a t interval over the seeds (`seeds_*`). `--summarise` adds those keys to an
+existing results file without running anything.
 """
 
 import argparse
 import json
+import math
+import statistics
 from pathlib import Path
 
 import machine
@@ -28,6 +36,34 @@ from validity import run_cli  # one rwpipe command, as a user runs it
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "rl.json"
 CLAIM = "RL raises eval pass@1 over the base policy"
+# Student's t, 97.5% quantile by degrees of freedom (a two-sided 95% interval)
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131}  # fmt: skip
+
+
+def seed_summary(results: dict) -> dict:
+    """The recipe's effect across the seed-only variants: mean difference, t interval over
+    the runs, how many runs showed it on their own; {} with fewer than two such variants."""
+    names = [k[: -len("_spec")] for k, v in results.items()
+             if k.endswith("_spec") and str(v).startswith("seed=")]  # fmt: skip
+    if len(names) < 2:
+        return {}
+    deltas = [results[f"{n}_delta"] for n in sorted(names)]
+    k, mean, sd = len(deltas), statistics.mean(deltas), statistics.stdev(deltas)
+    half = T975[k - 1] * sd / math.sqrt(k)
+    lo, hi = mean - half, mean + half
+    return {
+        "seeds": k,
+        "seeds_names": ",".join(sorted(names)),
+        "seeds_claim": f"{CLAIM}, across RL runs (seeds)",
+        "seeds_delta_mean": round(mean, 4),
+        "seeds_delta_sd": round(sd, 4),
+        "seeds_delta_ci95_lo": round(lo, 4),
+        "seeds_delta_ci95_hi": round(hi, 4),
+        "seeds_ci_method": f"t interval over the {k} runs' differences (df = {k - 1})",
+        "seeds_verdict": machine.verdict(lo, hi),
+        "seeds_shown_alone": sum(results[f"{n}_verdict"] == "shown" for n in names),
+    }
 
 
 def _set(section: dict, dotted: str, value: str) -> None:
@@ -54,8 +90,14 @@ def main() -> None:
     ap.add_argument("--orm", default=None)
     ap.add_argument("--out", default="/tmp/rwpipe-bench-rl")
     ap.add_argument("--results", type=Path, default=RESULTS, help="results file (overwritten)")
+    ap.add_argument("--summarise", action="store_true", help="only add the seeds_* keys")
     machine.add_arguments(ap)
     args = ap.parse_args()
+    if args.summarise:
+        machine.update_results(
+            args.results, seed_summary(json.loads(args.results.read_text())), "seeds"
+        )
+        return
     started = machine.start(args.other_work)
 
     from rwpipe import artifacts
@@ -128,6 +170,7 @@ def main() -> None:
         lo, hi = results[f"{name}_delta_ci95_lo"], results[f"{name}_delta_ci95_hi"]
         results[f"{name}_verdict"] = machine.verdict(lo, hi)
         # Written after each variant: a crash keeps the variants done.
+        results |= seed_summary(results)
         machine.write_results(args.results, results, started)
         print(json.dumps({k: v for k, v in results.items() if k.startswith(name)}, indent=1))
 

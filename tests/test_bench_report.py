@@ -28,7 +28,14 @@ def bench():
     try:
         yield {
             name: importlib.import_module(name)
-            for name in ("machine", "report", "report_sections", "pipeline", "rollout_profile")
+            for name in (
+                "machine",
+                "report",
+                "report_sections",
+                "pipeline",
+                "rollout_profile",
+                "rl",
+            )
         }
     finally:
         sys.path.remove(str(BENCH))
@@ -233,6 +240,20 @@ def test_rollout_profile_sorts_torch_kernels_by_what_they_do(bench):
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     sort_s = next(v[2] for (_, _, name), v in stats.items() if "sorted" in name)
     assert sum(secs for secs, _ in got.values()) < sort_s  # `sorted` is left to the engine
+
+
+def test_rl_seed_summary_is_a_t_interval_over_the_seed_only_runs(bench):
+    runs = {"s0": (0.10, "shown"), "s1": (0.02, "not shown at this size"), "s2": (0.06, "shown")}
+    r = {f"{n}_{k}": v for n, (d, verdict) in runs.items()
+         for k, v in (("spec", f"seed={n[1]}"), ("delta", d), ("verdict", verdict))}  # fmt: skip
+    r |= {"prm_spec": "rewards.prm=1", "prm_delta": 0.9, "prm_verdict": "shown"}  # not a seed
+    got = bench["rl"].seed_summary(r)
+    assert got["seeds"] == 3 and got["seeds_names"] == "s0,s1,s2" and got["seeds_shown_alone"] == 2
+    assert got["seeds_delta_mean"] == pytest.approx(0.06) and got["seeds_delta_sd"] == 0.04
+    half = 4.303 * 0.04 / 3**0.5  # t(0.975, df 2) x sd / sqrt(k)
+    assert got["seeds_delta_ci95_lo"] == pytest.approx(0.06 - half, abs=1e-4)
+    assert got["seeds_verdict"] == "not shown at this size"  # lo < 0 < hi
+    assert bench["rl"].seed_summary({"s0_spec": "seed=0", "s0_delta": 0.1}) == {}
 
 
 def test_pipeline_reads_make_tests_summary_and_flattens_metrics(bench):
