@@ -734,6 +734,22 @@ def rollout_variants(res: Results, name: str = "rollout") -> str:
     return out
 
 
+MACHINE_KEYS = ("cpu_model", "cpu_capability", "cpu_avx512_bf16", "cpu_amx_tile", "cpu_count")
+
+
+def _gemm_bound(res: Results, r: dict, size: int) -> str:
+    """ ", against a GEMM-only bound of X%" where bench/rollout_profile.py measured this kind of
+    machine at this batch; "." otherwise."""
+    p = res.get("rollout_profile", {})
+    key = f"matmul_only_pct_of_limit_{size}"
+    if key not in p or any(p.get(k) != r.get(k) for k in MACHINE_KEYS):
+        return "."
+    return (
+        f'; the GEMMs alone would reach {p[key]}% on this kind of machine ("Where a vLLM decode'
+        ' step goes").'
+    )
+
+
 def rollout_targets(res: Results, name: str = "rollout") -> str:
     if name not in res:
         return absent(name)
@@ -746,7 +762,9 @@ def rollout_targets(res: Results, name: str = "rollout") -> str:
     )
     out = [
         f"- ≥ 80% of the compute limit ({_dtype(r)}) at {top} sequences: {_met(pct_v >= 80)}"
-        f" ({pct_v}%" + (f"; {compiled}% compiled)." if compiled else ")."),
+        f" ({pct_v}%"
+        + (f"; {compiled}% compiled)" if compiled else ")")
+        + _gemm_bound(res, r, top),
         f"- vLLM ≥ 1.5× transformers at {top} sequences: "
         f"{_met(ratio >= 1.5)} ({f(ratio, 2)}×); 1.5× would need vLLM at"
         f" {f(1.5 * pct_h, 1)}% of the limit (transformers is at {pct_h}%).",
