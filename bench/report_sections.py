@@ -1212,17 +1212,33 @@ def rl_memory_table(res: Results) -> str:
     return "\n".join(out)
 
 
+def _seed_of(r: dict, name: str) -> str:
+    """The `seed=` value of a seed variant's spec ("seed=3,optim.pad_to_multiple_of=1" -> "3")."""
+    return r[f"{name}_spec"].split(",")[0].removeprefix("seed=")
+
+
+def _seeds_line(r: dict, runs: str) -> str:
+    return (
+        f"{runs}: RL − base **{sf(r['seeds_delta_mean'])}"
+        f" {ci(r['seeds_delta_ci95_lo'], r['seeds_delta_ci95_hi'], signed=True)}**"
+        f" (sd {f(r['seeds_delta_sd'])} between runs; {r['seeds_ci_method']}):"
+        f" **{r['seeds_verdict']}**; runs that show the gain on their own interval:"
+        f" {r['seeds_shown_alone']} of {r['seeds']}."
+    )
+
+
 def rl_seeds_table(res: Results) -> str:
     """One RL recipe run under several seeds (bench/rl.py, seed-only variants): each run's
-    paired difference, then the recipe's across the runs."""
+    paired difference, then the recipe's across the runs; beside them, where recorded, the
+    same seeds with batches padded to their longest sequence only (rl_seeds_unpadded.json)."""
     if "rl_seeds" not in res:
         return absent("rl_seeds")
     r = res["rl_seeds"]
     if "seeds" not in r:
-        return (
-            "*No across-seed summary in `bench/results/rl_seeds.json` (`bench/rl.py --summarise`).*"
-        )
+        return "*No across-seed summary in `bench/results/rl_seeds.json` (`--summarise`).*"
     names = r["seeds_names"].split(",")
+    u = res.get("rl_seeds_unpadded", {})
+    other = {_seed_of(u, n): n for n in u.get("seeds_names", "").split(",") if n}
     first = names[0]
     header = [
         "RL seed",
@@ -1233,9 +1249,12 @@ def rl_seeds_table(res: Results) -> str:
         "train length, first → last",
         "RL seconds",
     ]
-    rows = [
-        [
-            r[f"{n}_spec"].removeprefix("seed="),
+    if other:
+        header.append("RL − base, padded to the longest only")
+    rows = []
+    for n in names:
+        row = [
+            _seed_of(r, n),
             f(r[f"{n}_pass_at_1_rl"]),
             _delta(r, n),
             r[f"{n}_verdict"],
@@ -1243,21 +1262,24 @@ def rl_seeds_table(res: Results) -> str:
             f"{f(r[f'{n}_train_length_first'], 1)} → {f(r[f'{n}_train_length_last'], 1)}",
             f(r[f"{n}_rl_seconds"], 0),
         ]
-        for n in names
-    ]
-    summary = (
-        f"Across the {r['seeds']} runs: RL − base **{sf(r['seeds_delta_mean'])}"
-        f" {ci(r['seeds_delta_ci95_lo'], r['seeds_delta_ci95_hi'], signed=True)}**"
-        f" (sd {f(r['seeds_delta_sd'])} between runs; {r['seeds_ci_method']}); {r['seeds_claim']}:"
-        f" **{r['seeds_verdict']}**. Runs that show the gain on their own interval:"
-        f" {r['seeds_shown_alone']} of {r['seeds']}."
-    )
+        if other:
+            v = other.get(_seed_of(r, n))
+            row.append(f"{_delta(u, v)} ({u[f'{v}_verdict']})" if v else "not run")
+        rows.append(row)
     setup = (
         f"{r['rl_steps']} GRPO steps of {r['prompts_per_step']} prompts × {r['group_size']},"
         f" {r['n_train']} train and {r['n_eval']} eval problems ({r['kinds']}),"
         f" {r['eval_samples_per_problem']} eval samples per problem: the shipped recipe."
     )
-    return setup + "\n\n" + table(header, rows) + "\n\n" + summary
+    shipped = f"Across the {r['seeds']} runs as shipped"
+    lines = [setup, "", table(header, rows), "", "- " + _seeds_line(r, shipped)]
+    if "seeds" in u:
+        unpadded = (
+            "The same seeds padded to the longest only"
+            " (`rl.optim.pad_to_multiple_of: 1`, `rl_seeds_unpadded.json`)"
+        )
+        lines.append("- " + _seeds_line(u, unpadded))
+    return "\n".join(lines)
 
 
 CREDITS = ("sum", "clip", "min_form", "delta")
@@ -1606,6 +1628,7 @@ REGIONS: dict[str, Callable[[Results], str]] = {
     "rl_step_table": rl_step_table,
     "rl_memory_run": run_region("rl_memory"),
     "rl_seeds_run": run_region("rl_seeds"),
+    "rl_seeds_unpadded_run": run_region("rl_seeds_unpadded"),
     "rl_seeds_table": rl_seeds_table,
     "rl_memory_table": rl_memory_table,
     "rl_prm_run": run_region("rl_prm"),
