@@ -17,6 +17,7 @@ bench/results/rl_memory.json.
 """
 
 import argparse
+import copy
 import csv
 import statistics
 from pathlib import Path
@@ -74,7 +75,7 @@ def main() -> None:
         "mmap_threshold_env": " ".join(f"{k}={v}" for k, v in RUNS["mmap_threshold"][0].items()),
     }
     for name, (env, optim) in RUNS.items():
-        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params = copy.deepcopy(shipped)
         params["rl"]["steps"] = args.steps
         params["rl"]["optim"] |= optim
         p = args.out / f"params-{name}.yaml"

@@ -209,7 +209,8 @@ def test_update_equals_the_whole_sequence_loss_and_gradient(tiny_dir, kl_coef):
     sequences, in one batch."""
     from rwpipe.backends import Completion
     from rwpipe.rl.policy import load_policy_model
-    from rwpipe.rl.update import _batch_tensors, train_step
+    from rwpipe.rl.update import train_step
+    from rwpipe.train.backbone import batch_tensors
     from rwpipe.train.losses import token_logprobs
 
     cfg = _cfg(kl_coef=kl_coef, optim=OptimConfig(batch_size=2, max_grad_norm=1e9))
@@ -231,7 +232,7 @@ def test_update_equals_the_whole_sequence_loss_and_gradient(tiny_dir, kl_coef):
     stats = train_step(policy, opt, sched, cfg, prompts, comps, advs)
     # the batch loss, by hand: every sequence whole, one batch, logits at every position
     seqs = [p + list(c.token_ids) for p, c in zip(prompts, comps, strict=True)]
-    ids, mask = _batch_tensors(seqs, 0, torch.device("cpu"))
+    ids, mask = batch_tensors(seqs, 0, torch.device("cpu"))
     policy.model.train()
     logps = token_logprobs(policy.model(input_ids=ids, attention_mask=mask).logits, ids)
     with torch.no_grad(), policy.model.disable_adapter():

@@ -74,9 +74,9 @@ def open_session(cfg: RLConfig, base: BaseConfig, policy_dir: Path, *, orm: Path
         from rwpipe.train.backbone import load_backbone
 
         implicit = load_backbone(policy_dir, "implicit_prm", device=device, dtype=dtype,
-                                 lora=cfg.lora, beta=cfg.rewards.implicit_beta)  # fmt: skip
+                                 lora=cfg.lora, beta=cfg.rewards.implicit_beta,
+                                 pad_multiple=cfg.optim.pad_to_multiple_of)  # fmt: skip
         implicit.model.eval()
-        implicit.pad_multiple = cfg.optim.pad_to_multiple_of
     # one engine per process; vLLM on GPUs joins torchrun's world (TP inside each rank's group)
     extra = {"distributed_executor_backend": "external_launcher"} if (
         dp.world > 1 and device.type == "cuda") else None  # fmt: skip

@@ -12,18 +12,12 @@ from rwpipe.config import RLConfig
 from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
-from rwpipe.train.data import pad_batch
+from rwpipe.train.backbone import batch_tensors
 from rwpipe.train.losses import next_token_logsoftmax, response_mask, token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
 # One sequence to train on: prompt + completion ids, the prompt length, per-token advantages.
 Item = tuple[list[int], int, Sequence[float]]
-
-
-def _batch_tensors(sequences: Sequence[Sequence[int]], pad: int, device: torch.device,
-                   multiple: int = 1):  # fmt: skip
-    ids, mask = pad_batch(sequences, pad, multiple)
-    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
 
 def _tensors(policy: Policy, batch: Sequence[Item], multiple: int) -> tuple[Any, ...]:
@@ -32,7 +26,7 @@ def _tensors(policy: Policy, batch: Sequence[Item], multiple: int) -> tuple[Any,
     j holding token start + 1 + j. Only positions from `start` on reach the lm_head."""
     pad = policy.tokenizer.pad_token_id
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
-    ids, mask = _batch_tensors([s for s, _, _ in batch], pad, policy.device, multiple)
+    ids, mask = batch_tensors([s for s, _, _ in batch], pad, policy.device, multiple)
     start = min(plen for _, plen, _ in batch) - 1
     spans = [(plen, len(seq)) for seq, plen, _ in batch]
     resp = response_mask(spans, ids.shape[1] - 1 - start, start, device=policy.device)

@@ -339,18 +339,15 @@ class Scorer:
         return out
 
     def _score_batch(self, examples: Sequence["Example"]) -> list[tuple]:
-        import torch
-
         from rwpipe.config import PAD_TO_MULTIPLE_OF
-        from rwpipe.train.data import pad_batch
+        from rwpipe.train.backbone import batch_tensors
 
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        ids, mask = pad_batch([e.input_ids for e in examples], pad, PAD_TO_MULTIPLE_OF)
-        ids_t = torch.tensor(ids, device=self.device)
-        logits = self.model(
-            input_ids=ids_t, attention_mask=torch.tensor(mask, device=self.device)
-        ).logits
+        ids, mask = batch_tensors(
+            [e.input_ids for e in examples], pad, self.device, PAD_TO_MULTIPLE_OF
+        )
+        logits = self.model(input_ids=ids, attention_mask=mask).logits
         if self.format == "math_shepherd":
             probs = logits[..., self.candidates].float().softmax(-1)[..., 0]
         else:

@@ -174,8 +174,8 @@ def train_reward_model(
         step_tag=tag,
         beta=beta or 0.05,
         gradient_checkpointing=cfg.optim.gradient_checkpointing,
+        pad_multiple=cfg.optim.pad_to_multiple_of,
     )
-    backbone.pad_multiple = cfg.optim.pad_to_multiple_of
     rows = [r for r in labels.to_pylist() if r["split"] == "train"]
     if critiques is not None:  # a generative PRM's targets, as written by `rwpipe critiques`
         rows = [r for r in critiques.to_pylist() if r["split"] == "train"]

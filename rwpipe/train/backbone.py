@@ -47,6 +47,14 @@ CARD = "rwpipe-model.json"
 REFERENCE = "reference"  # an implicit PRM's subdirectory holding pi_ref
 
 
+def batch_tensors(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device,
+                  multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """`pad_batch` as (input_ids, attention_mask) tensors on `device`: the one batching of
+    token sequences for the trainers, the scorers and rl."""
+    ids, mask = pad_batch(sequences, pad_id, multiple)
+    return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+
+
 @dataclass
 class Backbone:
     """A model being trained or used to score, with what reading it needs."""
@@ -66,11 +74,7 @@ class Backbone:
         return pad if pad is not None else self.tokenizer.eos_token_id
 
     def tensors(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, mask = pad_batch(sequences, self.pad_id, self.pad_multiple)
-        return (
-            torch.tensor(ids, device=self.device),
-            torch.tensor(mask, device=self.device),
-        )
+        return batch_tensors(sequences, self.pad_id, self.device, self.pad_multiple)
 
     # -- forward passes ------------------------------------------------------------------------
 
@@ -316,13 +320,14 @@ def load_backbone(
     step_tag: str = "",
     beta: float = 0.05,
     gradient_checkpointing: bool = False,
+    pad_multiple: int = PAD_TO_MULTIPLE_OF,
 ) -> Backbone:
     """Load `model_dir` with the head `kind` needs, LoRA-wrapped when `lora.enabled`."""
     tokenizer, model, reference = load_model(
         model_dir, kind, device=device, dtype=dtype, lora=lora,
         gradient_checkpointing=gradient_checkpointing, reference=kind == "implicit_prm",
     )  # fmt: skip
-    return Backbone(kind, model, tokenizer, device, step_tag, beta, reference)
+    return Backbone(kind, model, tokenizer, device, step_tag, beta, reference, pad_multiple)
 
 
 def save_model_dir(model: Any, tokenizer: Any, out_dir: Path, files: dict[str, str]) -> None:
