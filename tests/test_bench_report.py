@@ -237,9 +237,11 @@ def test_rollout_profile_sorts_torch_kernels_by_what_they_do(bench):
     got = bench["rollout_profile"].categorise(pstats.Stats(profile))
     assert got["matmul"][1] == 1 and got["sampling"][1] == 1 and got["attention"] == (0.0, 0)
     assert got["other_ops"][1] == 1  # the cast
+    # `sorted` is left to the engine: the categories hold the three torch calls and their time only
+    assert sum(calls for _, calls in got.values()) == 3
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
-    sort_s = next(v[2] for (_, _, name), v in stats.items() if "sorted" in name)
-    assert sum(secs for secs, _ in got.values()) < sort_s  # `sorted` is left to the engine
+    torch_s = sum(v[2] for (file, _, name), v in stats.items() if file == "~" and "torch" in name)
+    assert sum(secs for secs, _ in got.values()) == pytest.approx(torch_s)
 
 
 def test_rl_seed_summary_is_a_t_interval_over_the_seed_only_runs(bench):
