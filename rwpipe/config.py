@@ -253,6 +253,7 @@ class OptimConfig:
     # A micro-batch's width is padded up to a multiple of this (1: to its longest sequence).
     # Few distinct matmul shapes keep oneDNN's per-shape primitive cache small on CPU: with
     # every width its own shape, an RL run's RSS grew by tens of MiB a step (bench/rl_memory).
+    # The rounding stops at the model's position limit (`pad_batch`).
     pad_to_multiple_of: int = PAD_TO_MULTIPLE_OF
 
     def __post_init__(self) -> None:

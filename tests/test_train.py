@@ -229,6 +229,21 @@ def test_pad_batch_rounds_the_width_up_to_the_multiple():
     assert [len(r) for r in pad_batch([[1, 2], [3]], 0)[0]] == [2, 2]  # 1: to the longest
 
 
+def test_padding_stops_at_the_models_position_limit():
+    from types import SimpleNamespace
+
+    from rwpipe.train.backbone import Backbone
+
+    assert len(pad_batch([[1] * 9], 0, multiple=8, limit=12)[0][0]) == 12  # not 16
+    assert len(pad_batch([[1] * 9], 0, multiple=8, limit=5)[0][0]) == 9  # never truncates
+    # A model whose limit (40) is not a multiple of 32: 33 tokens pad to 40, not 64.
+    model = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=40))
+    tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=2)
+    backbone = Backbone("orm", model, tokenizer, torch.device("cpu"), pad_multiple=32)
+    ids, mask = backbone.tensors([[1] * 33, [1] * 3])
+    assert ids.shape == mask.shape == (2, 40) and int(mask.sum()) == 36
+
+
 @pytest.mark.parametrize(
     ("kind", "objective"),
     [("prm", "step"), ("orm", "pointwise"), ("orm", "bt"), ("implicit_prm", "implicit")],

@@ -201,14 +201,17 @@ def length_grouped_batches(
 
 
 def pad_batch(
-    sequences: Sequence[Sequence[int]], pad_id: int, multiple: int = 1
+    sequences: Sequence[Sequence[int]], pad_id: int, multiple: int = 1, limit: int | None = None
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """Right-pad to the longest sequence, rounded up to a multiple of `multiple`:
-    (input_ids, attention_mask).
+    """Right-pad to the longest sequence, rounded up to a multiple of `multiple` but never
+    past `limit` (the model's position limit): (input_ids, attention_mask).
 
-    A width that is a multiple of `multiple` never passes a position limit that is one too
-    (the usual 512, 2048, ... for multiples of 32), so padding cannot overrun the model."""
-    width = -(-max(len(s) for s in sequences) // multiple) * multiple
+    The rounding only adds pads; where it would pass the limit (a limit that is not a multiple
+    of `multiple`) the width stops at the limit, so padding never overruns the model."""
+    longest = max(len(s) for s in sequences)
+    width = -(-longest // multiple) * multiple
+    if limit is not None:
+        width = max(longest, min(width, limit))
     ids = [list(s) + [pad_id] * (width - len(s)) for s in sequences]
     mask = [[1] * len(s) + [0] * (width - len(s)) for s in sequences]
     return ids, mask
