@@ -232,7 +232,7 @@ def test_update_equals_the_whole_sequence_loss_and_gradient(tiny_dir, kl_coef):
     stats = train_step(policy, opt, sched, cfg, prompts, comps, advs)
     # the batch loss, by hand: every sequence whole, one batch, logits at every position
     seqs = [p + list(c.token_ids) for p, c in zip(prompts, comps, strict=True)]
-    ids, mask = batch_tensors(seqs, 0, torch.device("cpu"))
+    ids, mask = batch_tensors(policy.model, seqs, 0, torch.device("cpu"))
     policy.model.train()
     logps = token_logprobs(policy.model(input_ids=ids, attention_mask=mask).logits, ids)
     with torch.no_grad(), policy.model.disable_adapter():

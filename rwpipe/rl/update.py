@@ -12,7 +12,7 @@ from rwpipe.config import RLConfig
 from rwpipe.rl.advantages import entropy_of_logprobs, policy_loss
 from rwpipe.rl.parallel import DataParallel
 from rwpipe.rl.policy import Policy
-from rwpipe.train.backbone import batch_tensors, position_limit
+from rwpipe.train.backbone import batch_tensors
 from rwpipe.train.losses import next_token_logsoftmax, response_mask, token_logprobs
 
 STATS = ("loss", "clip_fraction", "kl", "entropy", "grad_norm")
@@ -26,8 +26,8 @@ def _tensors(policy: Policy, batch: Sequence[Item], multiple: int) -> tuple[Any,
     j holding token start + 1 + j. Only positions from `start` on reach the lm_head."""
     pad = policy.tokenizer.pad_token_id
     pad = pad if pad is not None else policy.tokenizer.eos_token_id
-    seqs, limit = [s for s, _, _ in batch], position_limit(policy.model)
-    ids, mask = batch_tensors(seqs, pad, policy.device, multiple, limit)
+    seqs = [s for s, _, _ in batch]
+    ids, mask = batch_tensors(policy.model, seqs, pad, policy.device, multiple)
     start = min(plen for _, plen, _ in batch) - 1
     spans = [(plen, len(seq)) for seq, plen, _ in batch]
     resp = response_mask(spans, ids.shape[1] - 1 - start, start, device=policy.device)

@@ -340,12 +340,12 @@ class Scorer:
 
     def _score_batch(self, examples: Sequence["Example"]) -> list[tuple]:
         from rwpipe.config import PAD_TO_MULTIPLE_OF
-        from rwpipe.train.backbone import batch_tensors, position_limit
+        from rwpipe.train.backbone import batch_tensors
 
         pad = self.tokenizer.pad_token_id
         pad = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        seqs, limit = [e.input_ids for e in examples], position_limit(self.model)
-        ids, mask = batch_tensors(seqs, pad, self.device, PAD_TO_MULTIPLE_OF, limit)
+        seqs = [e.input_ids for e in examples]
+        ids, mask = batch_tensors(self.model, seqs, pad, self.device, PAD_TO_MULTIPLE_OF)
         logits = self.model(input_ids=ids, attention_mask=mask).logits
         if self.format == "math_shepherd":
             probs = logits[..., self.candidates].float().softmax(-1)[..., 0]

@@ -47,16 +47,13 @@ CARD = "rwpipe-model.json"
 REFERENCE = "reference"  # an implicit PRM's subdirectory holding pi_ref
 
 
-def position_limit(model: Any) -> int | None:
-    """The longest sequence `model` takes (its config's `max_position_embeddings`), if it says."""
-    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
-
-
-def batch_tensors(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device,
-                  multiple: int = 1, limit: int | None = None,
+def batch_tensors(model: Any, sequences: Sequence[Sequence[int]], pad_id: int,
+                  device: torch.device, multiple: int = 1,
                   ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """`pad_batch` as (input_ids, attention_mask) tensors on `device`: the one batching of
-    token sequences for the trainers, the scorers and rl."""
+    """`pad_batch` for `model` as (input_ids, attention_mask) tensors on `device`: the one
+    batching of token sequences for the trainers, the scorers and rl. The rounding to
+    `multiple` stops at the model's position limit (its config's `max_position_embeddings`)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     ids, mask = pad_batch(sequences, pad_id, multiple, limit)
     return torch.tensor(ids, device=device), torch.tensor(mask, device=device)
 
@@ -80,8 +77,7 @@ class Backbone:
         return pad if pad is not None else self.tokenizer.eos_token_id
 
     def tensors(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        limit = position_limit(self.model)
-        return batch_tensors(sequences, self.pad_id, self.device, self.pad_multiple, limit)
+        return batch_tensors(self.model, sequences, self.pad_id, self.device, self.pad_multiple)
 
     # -- forward passes ------------------------------------------------------------------------
 
